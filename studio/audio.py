@@ -1,0 +1,240 @@
+"""The one source of truth for audio settings, the mel front-end, and audio file I/O.
+
+Every model in the studio speaks the mel defined here (``AudioConfig`` is stored in each model's config and
+checked on load), and nothing but this module reads or writes audio files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+from torch import nn
+
+from .errors import ConfigMismatch, UnsupportedAudio
+
+# Inputs longer than this are refused by default (1 hour of 48 kHz float32 mono is ~690 MB before resampling).
+DEFAULT_MAX_SECONDS = 30 * 60.0
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Sample rate and mel settings. Defaults are the MelGAN paper's (LJSpeech, 22.05 kHz).
+
+    The log-mel is ``log10(max(mel_magnitude, log_floor))``, with a Slaney-normalised mel filterbank (librosa's
+    default) applied to the STFT *magnitude*, frames centred by reflection padding of ``(n_fft - hop) / 2`` so that
+    a clip of ``n`` samples gives exactly ``n // hop_length`` frames.
+    """
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 256
+    win_length: int = 1024
+    n_mels: int = 80
+    f_min: float = 0.0
+    f_max: float | None = None  # None: Nyquist
+    log_floor: float = 1e-5
+
+    def __post_init__(self):
+        if self.win_length > self.n_fft:
+            raise ConfigMismatch(f"win_length ({self.win_length}) must not exceed n_fft ({self.n_fft}).")
+        if (self.n_fft - self.hop_length) % 2:
+            raise ConfigMismatch(f"n_fft - hop_length must be even for centred frames, got {self.n_fft}, {self.hop_length}.")
+        if self.f_max is not None and self.f_max > self.sample_rate / 2:
+            raise ConfigMismatch(f"f_max {self.f_max} Hz is above Nyquist ({self.sample_rate / 2} Hz).")
+
+    @property
+    def fmax(self) -> float:
+        return float(self.f_max) if self.f_max is not None else self.sample_rate / 2
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AudioConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigMismatch(f"unknown audio settings {sorted(unknown)}; accepted: {sorted(known)}.")
+        return cls(**d)
+
+    def check_same(self, other: "AudioConfig", what: str = "model") -> None:
+        """Raise ``ConfigMismatch`` unless ``other`` describes the same mel as ``self``."""
+        if self != other:
+            diff = {k: (v, getattr(other, k)) for k, v in self.to_dict().items() if getattr(other, k) != v}
+            raise ConfigMismatch(f"{what} uses different audio settings {diff} (expected, found).")
+
+
+class MelSpectrogram(nn.Module):
+    """Waveform ``[B, T]`` or ``[B, 1, T]`` (float, [-1, 1]) -> log10 mel ``[B, n_mels, T // hop]``."""
+
+    def __init__(self, config: AudioConfig = AudioConfig()):
+        super().__init__()
+        self.config = config
+        c = config
+        self.register_buffer("window", torch.hann_window(c.win_length), persistent=False)
+        fb = AF.melscale_fbanks(c.n_fft // 2 + 1, c.f_min, c.fmax, c.n_mels, c.sample_rate, norm="slaney", mel_scale="slaney")
+        self.register_buffer("fbank", fb.T.contiguous(), persistent=False)  # [n_mels, n_freqs]
+
+    def magnitude(self, x: torch.Tensor) -> torch.Tensor:
+        """Linear mel magnitude ``[B, n_mels, frames]`` (before the log)."""
+        c = self.config
+        if x.dim() == 3:
+            x = x.squeeze(1)
+        if x.dim() == 1:
+            x = x.unsqueeze(0)
+        pad = (c.n_fft - c.hop_length) // 2
+        if x.shape[-1] <= pad:
+            raise UnsupportedAudio(f"clip too short for a mel: {x.shape[-1]} samples; at least {pad + 1} needed.")
+        x = nn.functional.pad(x.float().unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
+        spec = torch.stft(x, c.n_fft, c.hop_length, c.win_length, self.window, center=False, return_complex=True)
+        return torch.matmul(self.fbank, spec.abs())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log10(torch.clamp(self.magnitude(x), min=self.config.log_floor))
+
+
+# ----------------------------------------------------------------------------------------------------------- I/O
+
+def _describe(path: Path) -> str:
+    return f"'{path.name}'"
+
+
+def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
+    """soundfile's header info, with our errors for missing, empty and unreadable files."""
+    path = Path(path)
+    if not path.exists():
+        raise UnsupportedAudio(f"no such file: {path}.")
+    if path.is_dir():
+        raise UnsupportedAudio(f"{path} is a directory, not an audio file.")
+    if path.stat().st_size == 0:
+        raise UnsupportedAudio(f"{_describe(path)} is empty (0 bytes).")
+    try:
+        return sf.info(str(path))
+    except Exception as e:  # libsndfile's messages are terse; name the accepted formats
+        raise UnsupportedAudio(
+            f"{_describe(path)} is not a readable audio file ({str(e).splitlines()[0].strip()}); "
+            f"accepted: {', '.join(sorted(sf.available_formats()))[:200]}."
+        ) from None
+
+
+def load_audio(
+    path: str | os.PathLike,
+    sample_rate: int | None = None,
+    *,
+    mono: bool = True,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    min_samples: int = 1024,
+) -> tuple[np.ndarray, int]:
+    """Read an audio file as float32 in [-1, 1].
+
+    Returns ``(audio, sr)``: ``audio`` is ``[T]`` when ``mono`` (channels averaged) else ``[C, T]``; resampled to
+    ``sample_rate`` when given. Raises ``UnsupportedAudio`` with a one-line reason for anything unusable.
+    """
+    path = Path(path)
+    info = audio_info(path)
+    if info.samplerate <= 0 or info.channels <= 0:
+        raise UnsupportedAudio(f"{_describe(path)} has an invalid header ({info.samplerate} Hz, {info.channels} channels).")
+    if max_seconds is not None and info.frames / info.samplerate > max_seconds:
+        raise UnsupportedAudio(
+            f"{_describe(path)} is {info.frames / info.samplerate / 60:.1f} min long; the limit is {max_seconds / 60:.1f} min."
+        )
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:
+        raise UnsupportedAudio(f"{_describe(path)} could not be decoded ({str(e).splitlines()[0].strip()}).") from None
+    return prepare_audio(data.T, sr, sample_rate, mono=mono, min_samples=min_samples, name=_describe(path))
+
+
+def prepare_audio(
+    audio: np.ndarray | torch.Tensor,
+    sr: int,
+    sample_rate: int | None = None,
+    *,
+    mono: bool = True,
+    min_samples: int = 1024,
+    name: str = "the audio",
+) -> tuple[np.ndarray, int]:
+    """Validate, downmix and resample an in-memory clip ``[T]`` or ``[C, T]``; same contract as ``load_audio``."""
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu().numpy()
+    audio = np.asarray(audio)
+    if audio.dtype.kind not in "fiu":
+        raise UnsupportedAudio(f"{name} has dtype {audio.dtype}; accepted: float or integer samples.")
+    if audio.dtype.kind in "iu":  # integer PCM -> [-1, 1]
+        audio = audio.astype(np.float32) / float(np.iinfo(audio.dtype).max)
+    audio = audio.astype(np.float32, copy=False)
+    if audio.ndim == 1:
+        audio = audio[None]
+    if audio.ndim != 2:
+        raise UnsupportedAudio(f"{name} has shape {audio.shape}; accepted: [samples] or [channels, samples].")
+    if not isinstance(sr, (int, np.integer)) or sr < 1000 or sr > 768000:
+        raise UnsupportedAudio(f"{name} has sample rate {sr!r}; accepted: 1000 to 768000 Hz.")
+    if not np.isfinite(audio).all():
+        raise UnsupportedAudio(f"{name} contains NaN or infinite samples.")
+    if audio.shape[1] < max(min_samples, 1) * sr / (sample_rate or sr):
+        raise UnsupportedAudio(
+            f"{name} is too short ({audio.shape[1]} samples at {sr} Hz); at least {min_samples} samples at "
+            f"{sample_rate or sr} Hz are needed."
+        )
+    if mono:
+        audio = audio.mean(axis=0, keepdims=True)
+    peak = float(np.abs(audio).max())
+    if peak > 1.0:  # float files may exceed full scale; keep the waveform's shape
+        audio = audio / peak
+    if sample_rate is not None and sr != sample_rate:
+        audio = AF.resample(torch.from_numpy(audio), sr, sample_rate).numpy()
+        sr = sample_rate
+    audio = np.ascontiguousarray(audio[0] if mono else audio)
+    return audio, int(sr)
+
+
+def is_silent(audio: np.ndarray, threshold_db: float = -60.0) -> bool:
+    """True when the clip's RMS is below ``threshold_db`` dBFS."""
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+    return rms <= 10 ** (threshold_db / 20)
+
+
+def save_audio(path: str | os.PathLike, audio: np.ndarray | torch.Tensor, sample_rate: int, subtype: str = "PCM_16") -> Path:
+    """Write ``[T]`` or ``[C, T]`` float audio atomically (a temp file in the same folder, then a rename)."""
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().float().cpu().numpy()
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2:
+        audio = audio.T
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
+    if fmt is None:
+        raise UnsupportedAudio(f"cannot write '{path.suffix}' files; accepted: .wav, .flac, .ogg.")
+    if fmt == "OGG":
+        subtype = "VORBIS"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, format=fmt, subtype=subtype)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def frames_to_samples(frames: int, config: AudioConfig) -> int:
+    return frames * config.hop_length
+
+
+def seconds_to_frames(seconds: float, config: AudioConfig) -> int:
+    return int(math.ceil(seconds * config.frame_rate))

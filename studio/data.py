@@ -1,0 +1,193 @@
+"""The dataset layout every recipe writes, and the one Dataset every model trains on.
+
+Layout of a dataset folder::
+
+    <root>/manifest.csv     one row per audio file (columns below)
+    <root>/audio/...        the files, paths in the manifest relative to <root>
+
+Sampling is a pure function of the sample index (``seed``, index -> file, offset), so a run resumed at step
+``s`` sees exactly the batches an uninterrupted run would have seen, with any number of workers or ranks.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, asdict, fields
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+from torch.utils.data import Dataset, Sampler
+
+from .audio import AudioConfig
+from .errors import DatasetError
+
+MANIFEST = "manifest.csv"
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class Entry:
+    path: str  # relative to the dataset root
+    domain: str  # instrument / domain name
+    split: str  # train | valid | test
+    duration: float  # seconds
+    sample_rate: int
+    piece: str = ""  # the score or recording it comes from (splits are made by piece)
+    source: str = ""
+    license: str = ""
+
+
+COLUMNS = [f.name for f in fields(Entry)]
+
+
+def write_manifest(root: str | os.PathLike, entries: list[Entry]) -> Path:
+    """Write ``manifest.csv`` atomically (temp file + rename)."""
+    root = Path(root)
+    tmp = root / f".{MANIFEST}.tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        for e in entries:
+            w.writerow(asdict(e))
+    os.replace(tmp, root / MANIFEST)
+    return root / MANIFEST
+
+
+def read_manifest(root: str | os.PathLike, split: str | None = None, domains: list[str] | None = None) -> list[Entry]:
+    """Rows of ``<root>/manifest.csv``, optionally filtered; raises ``DatasetError`` naming any problem."""
+    root = Path(root)
+    path = root / MANIFEST
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist.")
+    if not path.is_file():
+        raise DatasetError(f"{root} has no {MANIFEST}; build a dataset with one of the recipes in data_recipes/.")
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = set(COLUMNS[:5]) - set(reader.fieldnames or [])
+            if missing:
+                raise DatasetError(f"{path} lacks the columns {sorted(missing)}.")
+            rows = [
+                Entry(**{k: r.get(k, "") for k in COLUMNS} | {"duration": float(r["duration"]), "sample_rate": int(r["sample_rate"])})
+                for r in reader
+            ]
+    except (ValueError, csv.Error, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path} is not a valid manifest ({e}).") from None
+    bad = [r.split for r in rows if r.split not in SPLITS]
+    if bad:
+        raise DatasetError(f"{path}: unknown split {bad[0]!r}; accepted: {', '.join(SPLITS)}.")
+    if split is not None:
+        rows = [r for r in rows if r.split == split]
+    if domains:
+        unknown = set(domains) - {r.domain for r in rows}
+        if unknown:
+            raise DatasetError(f"{path} has no {split or ''} audio for domains {sorted(unknown)}.")
+        rows = [r for r in rows if r.domain in domains]
+    if not rows:
+        raise DatasetError(f"{path} has no rows{' in split ' + split if split else ''}.")
+    return rows
+
+
+def summarize(root: str | os.PathLike) -> dict:
+    """Hours of audio per (split, domain)."""
+    out: dict = {}
+    for r in read_manifest(root):
+        out.setdefault(r.split, {}).setdefault(r.domain, 0.0)
+        out[r.split][r.domain] += r.duration / 3600
+    return out
+
+
+def read_segment(path: Path, start: int, length: int, file_sr: int, sample_rate: int) -> np.ndarray:
+    """``length`` samples at ``sample_rate`` from ``start`` (in target-rate samples), mono, zero-padded at the end."""
+    scale = file_sr / sample_rate
+    n_file = int(np.ceil(length * scale))
+    x, _ = sf.read(str(path), start=int(start * scale), frames=n_file, dtype="float32", always_2d=True)
+    x = x.mean(axis=1)
+    if file_sr != sample_rate:
+        x = AF.resample(torch.from_numpy(x), file_sr, sample_rate).numpy()
+    if len(x) < length:
+        x = np.pad(x, (0, length - len(x)))
+    return x[:length]
+
+
+class SegmentDataset(Dataset):
+    """Random fixed-length segments: item ``i`` -> ``{"audio": [1, segment], "domain": int}``.
+
+    Files are chosen in proportion to their duration. Item ``i`` is the same for a given ``seed`` whatever the
+    worker or process reading it. ``domains`` fixes the domain -> index mapping (default: sorted names).
+    """
+
+    def __init__(self, root, config: AudioConfig, segment_length: int, split: str = "train",
+                 domains: list[str] | None = None, seed: int = 0, min_rms: float = 1e-3):
+        self.root = Path(root)
+        self.entries = read_manifest(root, split, domains)
+        self.config = config
+        self.segment_length = segment_length
+        self.seed = seed
+        self.min_rms = min_rms
+        self.domains = list(domains) if domains else sorted({e.domain for e in self.entries})
+        dur = np.array([e.duration for e in self.entries])
+        self.weights = dur / dur.sum()
+
+    def __len__(self) -> int:
+        return 2**62  # indices come from the sampler; sampling is by index, not by enumeration
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, index])
+        for _ in range(10):  # skip near-silent segments (rests, trimmed tails)
+            e = self.entries[rng.choice(len(self.entries), p=self.weights)]
+            total = int(e.duration * self.config.sample_rate)
+            start = int(rng.integers(0, max(1, total - self.segment_length)))
+            x = read_segment(self.root / e.path, start, self.segment_length, e.sample_rate, self.config.sample_rate)
+            if np.sqrt(np.mean(x**2)) >= self.min_rms:
+                break
+        return {"audio": torch.from_numpy(x)[None], "domain": self.domains.index(e.domain)}
+
+
+class StepSampler(Sampler):
+    """Indices for steps ``start_step .. max_steps-1`` of one rank: step s, rank r, item j -> ``(s*world + r)*B + j``."""
+
+    def __init__(self, batch_size: int, start_step: int, max_steps: int, rank: int = 0, world_size: int = 1):
+        self.b, self.start, self.stop, self.rank, self.world = batch_size, start_step, max_steps, rank, world_size
+
+    def __iter__(self):
+        for s in range(self.start, self.stop):
+            base = (s * self.world + self.rank) * self.b
+            yield from range(base, base + self.b)
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start) * self.b
+
+
+def fixed_clips(root, config: AudioConfig, split: str = "valid", max_clips: int = 8, seconds: float = 4.0,
+                domains: list[str] | None = None) -> list[dict]:
+    """Deterministic evaluation clips: the loudest ``seconds`` window of up to ``max_clips`` files, spread over domains.
+
+    Returns ``[{"audio": np.ndarray [T], "domain": str, "piece": str, "path": str}]``, T a multiple of the hop.
+    """
+    entries = read_manifest(root, split, domains)
+    by_domain: dict[str, list[Entry]] = {}
+    for e in entries:
+        by_domain.setdefault(e.domain, []).append(e)
+    picked: list[Entry] = []
+    while len(picked) < max_clips and any(by_domain.values()):
+        for d in sorted(by_domain):
+            if by_domain[d] and len(picked) < max_clips:
+                picked.append(by_domain[d].pop(0))
+    length = int(seconds * config.sample_rate) // config.hop_length * config.hop_length
+    clips = []
+    for e in picked:
+        total = int(e.duration * config.sample_rate)
+        x = read_segment(Path(root) / e.path, 0, total, e.sample_rate, config.sample_rate)
+        if len(x) > length:  # loudest window, hop-aligned, so the clip is music rather than a fade
+            energy = np.convolve(x**2, np.ones(config.hop_length), "valid")[:: config.hop_length]
+            win = length // config.hop_length
+            best = int(np.argmax(np.convolve(energy, np.ones(win), "valid")))
+            x = x[best * config.hop_length: best * config.hop_length + length]
+        clips.append({"audio": x[: len(x) // config.hop_length * config.hop_length], "domain": e.domain,
+                      "piece": e.piece, "path": e.path})
+    return clips

@@ -1,0 +1,85 @@
+"""Quality metrics used by evaluation, training validation, tests and model cards.
+
+One definition of each: log-mel L1 is the mean absolute difference of the shared ``AudioConfig`` log10 mels of
+the reference and the estimate, after aligning the estimate to the reference (best lag within one hop) and
+cutting both to the common length.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .audio import AudioConfig, MelSpectrogram
+from .vocoder.losses import MultiResolutionSTFTLoss
+
+_mels: dict[AudioConfig, MelSpectrogram] = {}
+
+
+def _mel(config: AudioConfig) -> MelSpectrogram:
+    if config not in _mels:
+        _mels[config] = MelSpectrogram(config)
+    return _mels[config]
+
+
+def _as_tensor(x) -> torch.Tensor:
+    return (x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x, dtype=np.float32))).float().reshape(-1)
+
+
+def align(ref, est, max_lag: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shift ``est`` by the lag (|lag| <= max_lag) that best correlates it with ``ref``; cut both to one length."""
+    ref, est = _as_tensor(ref), _as_tensor(est)
+    n = min(len(ref), len(est))
+    ref, est = ref[:n], est[:n]
+    if max_lag > 0 and n > 2 * max_lag:
+        core = ref[max_lag: n - max_lag]
+        scores = [torch.dot(core, est[max_lag + lag: n - max_lag + lag]).item() for lag in range(-max_lag, max_lag + 1)]
+        lag = int(np.argmax(scores)) - max_lag
+        if lag > 0:
+            ref, est = ref[: n - lag], est[lag:]
+        elif lag < 0:
+            ref, est = ref[-lag:], est[: n + lag]
+    return ref, est
+
+
+def mel_l1(ref, est, config: AudioConfig = AudioConfig(), *, aligned: bool = False) -> float:
+    """Log10-mel L1 distance between two clips at ``config.sample_rate``."""
+    if aligned:
+        ref, est = _as_tensor(ref), _as_tensor(est)
+        n = min(len(ref), len(est))
+        ref, est = ref[:n], est[:n]
+    else:
+        ref, est = align(ref, est)
+    m = _mel(config)
+    with torch.no_grad():
+        return (m(ref) - m(est)).abs().mean().item()
+
+
+def mel_l1_batch(ref: torch.Tensor, est: torch.Tensor, mel: MelSpectrogram) -> torch.Tensor:
+    """Per-item log-mel L1 of equal-length batches ``[B, 1, T]`` (no alignment): ``[B]``."""
+    return (mel(ref) - mel(est)).abs().mean(dim=(1, 2))
+
+
+_stft = MultiResolutionSTFTLoss()
+
+
+def mr_stft_distance(ref, est) -> float:
+    """Multi-resolution STFT distance (spectral convergence + log-magnitude L1, 3 resolutions), aligned."""
+    ref, est = align(ref, est)
+    with torch.no_grad():
+        return _stft(est[None], ref[None]).item()
+
+
+def pitch_accuracy(ref, est, sample_rate: int, tolerance_cents: float = 50.0) -> float:
+    """Share of frames voiced in ``ref`` whose pYIN f0 in ``est`` is within ``tolerance_cents`` (monophonic audio)."""
+    import librosa
+
+    ref, est = align(ref, est)
+    kw = dict(fmin=librosa.note_to_hz("C2"), fmax=librosa.note_to_hz("C7"), sr=sample_rate)
+    f_ref, v_ref, _ = librosa.pyin(ref.numpy(), **kw)
+    f_est, v_est, _ = librosa.pyin(est.numpy(), **kw)
+    voiced = v_ref & np.isfinite(f_ref)
+    if not voiced.any():
+        return float("nan")
+    cents = 1200 * np.abs(np.log2(np.where(v_est & voiced, f_est, np.nan)[voiced] / f_ref[voiced]))
+    return float(np.mean(np.nan_to_num(cents, nan=np.inf) <= tolerance_cents))

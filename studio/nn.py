@@ -1,0 +1,55 @@
+"""Small layers shared by several models: weight-normed convolutions and the dilated residual stack."""
+
+from __future__ import annotations
+
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
+
+
+def wn_conv1d(*args, **kwargs) -> nn.Conv1d:
+    return weight_norm(nn.Conv1d(*args, **kwargs))
+
+
+def wn_conv_transpose1d(*args, **kwargs) -> nn.ConvTranspose1d:
+    return weight_norm(nn.ConvTranspose1d(*args, **kwargs))
+
+
+def fold_weight_norm(module: nn.Module) -> nn.Module:
+    """Replace every weight-norm parametrisation by its plain weight (for inference); returns ``module``."""
+    for m in module.modules():
+        if parametrize.is_parametrized(m, "weight"):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    return module
+
+
+def conv(cin: int, cout: int, kernel: int, *, dilation: int = 1, norm: bool = True, **kw) -> nn.Conv1d:
+    """A 1-D conv, weight-normed unless ``norm`` is False (used by the ablations)."""
+    c = nn.Conv1d(cin, cout, kernel, dilation=dilation, **kw)
+    return weight_norm(c) if norm else c
+
+
+class ResidualBlock(nn.Module):
+    """LeakyReLU -> reflect-padded dilated 3-tap conv -> LeakyReLU -> 1x1 conv, plus a learned 1x1 shortcut.
+
+    ``[B, C, T] -> [B, C, T]``.
+    """
+
+    def __init__(self, channels: int, dilation: int, *, norm: bool = True):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.LeakyReLU(0.2),
+            nn.ReflectionPad1d(dilation),
+            conv(channels, channels, 3, dilation=dilation, norm=norm),
+            nn.LeakyReLU(0.2),
+            conv(channels, channels, 1, norm=norm),
+        )
+        self.shortcut = conv(channels, channels, 1, norm=norm)
+
+    def forward(self, x):
+        return self.shortcut(x) + self.block(x)
+
+
+def residual_stack(channels: int, dilations=(1, 3, 9), *, norm: bool = True) -> nn.Sequential:
+    """The paper's stack: one ``ResidualBlock`` per dilation, receptive field growing 1 -> 3 -> 9."""
+    return nn.Sequential(*(ResidualBlock(channels, d, norm=norm) for d in dilations))

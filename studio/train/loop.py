@@ -1,0 +1,260 @@
+"""The one training loop of the studio: every model (vocoder, translator, VQ-VAE, prior) is a ``Task`` run here.
+
+The loop owns what is common: device and distributed set-up (``torchrun`` -> DDP), the data order, progress bar
+and ETA, TensorBoard, periodic validation, atomic checkpoints with exact resume, a wall-clock budget, and a
+graceful stop on SIGTERM/SIGINT (checkpoint first). A task only adds its modules, optimizers and losses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..data import StepSampler
+from .checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
+
+CHECKPOINT = "checkpoint.safetensors"
+
+
+@dataclass
+class LoopConfig:
+    max_steps: int = 1000
+    batch_size: int = 16  # per process
+    log_every: int = 10
+    val_every: int = 500
+    ckpt_every: int = 500
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    max_minutes: float | None = None  # stop cleanly (with a checkpoint) after this much wall time
+    threads: int | None = None  # torch intra-op threads on CPU (None: torch's default)
+
+
+class Task:
+    """What a model adds to the loop. Subclasses fill ``nets`` and ``opts`` and implement ``train_step``.
+
+    ``self.run`` maps each net name to the module to call in ``train_step``: the DDP wrapper under torchrun, the
+    plain module otherwise. ``self.device`` and ``self.autocast()`` are set by the loop.
+    """
+
+    name = "task"
+
+    def __init__(self):
+        self.nets: dict[str, nn.Module] = {}
+        self.opts: dict[str, torch.optim.Optimizer] = {}
+        self.run: dict[str, nn.Module] = {}
+        self.device = torch.device("cpu")
+        self.precision = "fp32"
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def train_step(self, batch: dict, step: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def validate(self) -> dict[str, float]:
+        """Metrics on held-out data (the loop logs them under ``val/``)."""
+        return {}
+
+    def samples(self) -> dict[str, tuple[np.ndarray, int]]:
+        """Audio examples for TensorBoard: name -> (audio, sample_rate)."""
+        return {}
+
+    def state_extra(self) -> dict:
+        """JSON-able configs stored in every checkpoint."""
+        return {}
+
+    def export(self, folder: Path) -> None:
+        """Write the inference model folder (weights, config, card) from the current state."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, NumPy and Python; call before building a task so that its initial weights are reproducible."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _distributed() -> tuple[int, int, int]:
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+    return 0, 1, 0
+
+
+def param_checksum(module: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class Trainer:
+    """Run ``task`` for ``cfg.max_steps`` steps on ``dataset`` (indexed by global sample number)."""
+
+    def __init__(self, task: Task, dataset, cfg: LoopConfig, out_dir: str | os.PathLike, *, resume: bool = False,
+                 log=print):
+        self.task, self.dataset, self.cfg, self.out = task, dataset, cfg, Path(out_dir)
+        self.log = log
+        self.rank, self.world, local = _distributed()
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
+        if cfg.device == "auto":
+            dev = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+        else:
+            dev = torch.device(f"cuda:{local}" if cfg.device == "cuda" else cfg.device)
+        if cfg.threads and dev.type == "cpu":
+            torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        task.device, task.precision = dev, cfg.precision
+        for m in task.nets.values():
+            m.to(dev)
+        self.step = 0
+        ckpt = self.out / CHECKPOINT
+        if resume and ckpt.is_file():
+            meta = load_checkpoint(ckpt, modules=task.nets, optimizers=task.opts)
+            self.step = meta["step"]
+            self.log(f"resumed from {ckpt} at step {self.step}")
+        elif resume:
+            self.log(f"no checkpoint in {self.out}; starting from scratch")
+        if self.world > 1:  # DDP broadcasts rank 0's parameters at construction
+            ids = [dev.index] if dev.type == "cuda" else None
+            task.run = {k: DDP(m, device_ids=ids) if any(p.requires_grad for p in m.parameters()) else m
+                        for k, m in task.nets.items()}
+        else:
+            task.run = dict(task.nets)
+        self.writer = None
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out / "tb"))
+        self._stop = False
+
+    # ---------------------------------------------------------------------------------------------- helpers
+    def _handle_signal(self, signum, frame):
+        self._stop = True
+
+    def save(self) -> None:
+        if self.rank == 0:
+            save_checkpoint(self.out / CHECKPOINT, modules=self.task.nets, optimizers=self.task.opts, step=self.step,
+                            extra=self.task.state_extra())
+            self.task.export(self.out / "export")
+
+    def _validate(self) -> dict[str, float]:
+        if self.rank != 0:
+            return {}
+        for m in self.task.nets.values():
+            m.eval()
+        with torch.no_grad():
+            metrics = self.task.validate()
+            for name, (audio, sr) in self.task.samples().items():
+                self.writer.add_audio(f"samples/{name}", torch.as_tensor(audio).reshape(1, -1), self.step, sr)
+        for m in self.task.nets.values():
+            m.train()
+        for k, v in metrics.items():
+            self.writer.add_scalar(f"val/{k}", v, self.step)
+        return metrics
+
+    def _replica_checksums(self) -> list[dict[str, str]]:
+        mine = {k: param_checksum(m) for k, m in self.task.nets.items()}
+        if self.world == 1:
+            return [mine]
+        out = [None] * self.world
+        dist.all_gather_object(out, mine)
+        return out
+
+    # --------------------------------------------------------------------------------------------- the loop
+    def fit(self) -> dict:
+        cfg = self.cfg
+        sampler = StepSampler(cfg.batch_size, self.step, cfg.max_steps, self.rank, self.world)
+        loader = DataLoader(self.dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                            drop_last=True,
+                            # its own generator: creating the iterator must not draw from the global RNG, or a
+                            # resumed run would see different random numbers than an uninterrupted one
+                            generator=torch.Generator().manual_seed(cfg.seed))
+        old = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGTERM, signal.SIGINT)} \
+            if self.rank == 0 and _main_thread() else {}
+        start, start_step = time.monotonic(), self.step
+        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=self.rank != 0, desc=self.task.name,
+                   dynamic_ncols=True, mininterval=2)
+        for m in self.task.nets.values():
+            m.train()
+        history: list[dict] = []
+        val: dict = {}
+        estimate_printed = False
+        try:
+            for batch in loader:
+                t0 = time.monotonic()
+                logs = self.task.train_step(batch, self.step)
+                self.step += 1
+                bar.update(1)
+                if self.rank == 0 and (self.step % cfg.log_every == 0 or self.step == cfg.max_steps):
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()})
+                    for k, v in logs.items():
+                        self.writer.add_scalar(f"train/{k}", v, self.step)
+                    self.writer.add_scalar("train/step_seconds", time.monotonic() - t0, self.step)
+                    history.append({"step": self.step, **logs})
+                done = self.step - start_step
+                if not estimate_printed and done == min(5, cfg.max_steps - start_step):
+                    estimate_printed = True
+                    per = (time.monotonic() - start) / done
+                    self.log(f"[{self.task.name}] {per:.2f} s/step ({3600 / per:.0f} steps/h) over the first {done} "
+                             f"steps; {cfg.max_steps - self.step} steps left ≈ {(cfg.max_steps - self.step) * per / 60:.1f} min")
+                if cfg.val_every and self.step % cfg.val_every == 0:
+                    val = self._validate()
+                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+                    self.save()
+                over_time = cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60
+                stop = torch.tensor(int(self._stop or over_time))
+                if self.world > 1:
+                    dist.all_reduce(stop, op=dist.ReduceOp.MAX)
+                if stop.item():
+                    self.log(f"stopping at step {self.step} ({'time budget' if over_time else 'signal'}); checkpoint saved")
+                    break
+        finally:
+            bar.close()
+            for s, h in old.items():
+                signal.signal(s, h)
+        if not (cfg.ckpt_every and self.step % cfg.ckpt_every == 0):
+            self.save()
+        if not (cfg.val_every and self.step % cfg.val_every == 0):
+            val = self._validate()
+        replicas = self._replica_checksums()
+        elapsed = time.monotonic() - start
+        summary = {"step": self.step, "steps_run": self.step - start_step, "seconds": elapsed,
+                   "seconds_per_step": elapsed / max(1, self.step - start_step), "world_size": self.world,
+                   "val": val, "replicas": replicas, "history": history[-50:]}
+        if self.rank == 0:
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+            self.writer.close()
+        if self.world > 1:
+            dist.barrier()
+        return summary
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def checkpoint_step(out_dir) -> int | None:
+    p = Path(out_dir) / CHECKPOINT
+    return read_checkpoint_meta(p)["step"] if p.is_file() else None

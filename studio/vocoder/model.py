@@ -1,0 +1,136 @@
+"""Inference API: ``Vocoder`` (MelGAN) and ``GriffinLim`` behind one interface: ``vocoder(mel) -> audio``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio
+from torch import nn
+
+from .. import registry
+from ..audio import AudioConfig, MelSpectrogram, load_audio, prepare_audio
+from ..config import from_dict, save_json, to_dict
+from ..errors import ConfigMismatch
+from ..nn import fold_weight_norm
+from ..train.checkpoint import atomic_save_tensors, load_tensors
+from .generator import Generator, GeneratorConfig
+
+
+class _MelToAudio(nn.Module):
+    """Shared plumbing: input checks, ``resynthesize`` from a file or array."""
+
+    config: AudioConfig
+
+    def _check_mel(self, mel: torch.Tensor) -> torch.Tensor:
+        if not isinstance(mel, torch.Tensor):
+            mel = torch.as_tensor(np.asarray(mel, dtype=np.float32))
+        if mel.dim() == 2:
+            mel = mel.unsqueeze(0)
+        if mel.dim() != 3 or mel.shape[1] != self.config.n_mels or mel.shape[2] < 1:
+            raise ConfigMismatch(
+                f"expected a log-mel of shape [batch, {self.config.n_mels}, frames] or [{self.config.n_mels}, frames], "
+                f"got {list(mel.shape)}."
+            )
+        if not torch.isfinite(mel).all():
+            raise ConfigMismatch("the mel contains NaN or infinite values.")
+        return mel
+
+    @torch.inference_mode()
+    def resynthesize(self, audio: str | os.PathLike | np.ndarray, sr: int | None = None) -> tuple[np.ndarray, int]:
+        """Audio file or array -> mel -> audio. Returns ``(audio [T], sample_rate)``, ``T = frames * hop``."""
+        if isinstance(audio, (str, os.PathLike)):
+            x, _ = load_audio(audio, self.config.sample_rate)
+        else:
+            if sr is None:
+                raise ConfigMismatch("pass the sample rate with an audio array: resynthesize(audio, sr).")
+            x, _ = prepare_audio(audio, sr, self.config.sample_rate)
+        mel = self.mel(torch.from_numpy(x).to(self.device))
+        return self(mel)[0, 0].float().cpu().numpy(), self.config.sample_rate
+
+    @property
+    def device(self) -> torch.device:
+        return self.mel.window.device
+
+
+class Vocoder(_MelToAudio):
+    """MelGAN: log-mel ``[B, n_mels, frames]`` -> waveform ``[B, 1, frames * hop]``.
+
+    ``Vocoder.from_pretrained(name_or_dir)`` loads a trained generator with weight norm folded, in eval mode.
+    """
+
+    def __init__(self, config: GeneratorConfig = GeneratorConfig()):
+        super().__init__()
+        self.generator_config = config
+        self.config = config.audio
+        self.generator = Generator(config)
+        self.mel = MelSpectrogram(config.audio)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        mel = self._check_mel(mel).to(self.device)
+        return self.generator(mel)
+
+    def fold(self) -> "Vocoder":
+        """Fold weight norm into plain weights (same output, faster) and switch to eval mode."""
+        fold_weight_norm(self.generator)
+        return self.eval()
+
+    @classmethod
+    def from_generator(cls, generator: Generator) -> "Vocoder":
+        v = cls(generator.config)
+        v.generator.load_state_dict(generator.state_dict())
+        return v
+
+    def save_pretrained(self, folder: str | os.PathLike, card: str | None = None, half: bool = False) -> Path:
+        """Write ``config.json``, ``model.safetensors`` (weight norm kept, so it can be fine-tuned) and a card."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        sd = {k: (v.half() if half and v.is_floating_point() else v) for k, v in self.generator.state_dict().items()}
+        atomic_save_tensors(sd, folder / registry.WEIGHTS)
+        save_json({"kind": "vocoder", "config": to_dict(self.generator_config)}, folder / registry.CONFIG)
+        if card is not None:
+            (folder / registry.CARD).write_text(card)
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str | os.PathLike | None = None, *, fold: bool = True,
+                        device: str | torch.device = "cpu") -> "Vocoder":
+        entry = registry.resolve(name_or_dir or registry.DEFAULTS["vocoder"], kind="vocoder")
+        config = from_dict(GeneratorConfig, entry.config)
+        v = cls(config)
+        tensors, _ = load_tensors(entry.weights)
+        try:
+            v.generator.load_state_dict({k: t.float() for k, t in tensors.items()})
+        except RuntimeError as e:
+            raise ConfigMismatch(f"{entry.weights} does not match its config ({str(e).splitlines()[0]}).") from None
+        v.name = entry.name
+        v = v.to(device)
+        return v.fold() if fold else v.eval()
+
+
+class GriffinLim(_MelToAudio):
+    """Baseline: invert the mel filterbank (least squares), then Griffin-Lim phase recovery (32 iterations)."""
+
+    def __init__(self, config: AudioConfig = AudioConfig(), n_iter: int = 32):
+        super().__init__()
+        self.config = config
+        self.mel = MelSpectrogram(config)
+        c = config
+        self.griffin_lim = torchaudio.transforms.GriffinLim(c.n_fft, n_iter, c.win_length, c.hop_length, power=1.0)
+        self.register_buffer("inverse_fbank", torch.linalg.pinv(self.mel.fbank), persistent=False)
+        self.name = f"griffin-lim-{n_iter}"
+
+    @torch.inference_mode()
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        mel = self._check_mel(mel).to(self.device).float()
+        c = self.config
+        spec = torch.matmul(self.inverse_fbank, 10.0 ** mel).clamp(min=0.0)  # least squares, [B, n_freqs, frames]
+        frames = mel.shape[-1]
+        # GriffinLim frames are centred at t*hop; ours at t*hop + hop/2: shift by half a hop.
+        shift = c.n_fft // 2 - (c.n_fft - c.hop_length) // 2
+        y = self.griffin_lim(spec)
+        y = torch.nn.functional.pad(y, (shift, 0))[..., : frames * c.hop_length]
+        y = torch.nn.functional.pad(y, (0, frames * c.hop_length - y.shape[-1]))
+        return y.unsqueeze(1).clamp(-1, 1)

@@ -1,0 +1,125 @@
+"""The vocoder's training task for the shared loop: hinge GAN + feature matching (+ optional MR-STFT)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..audio import MelSpectrogram
+from ..config import to_dict
+from ..data import fixed_clips
+from ..metrics import mel_l1_batch
+from ..train.loop import Task
+from .discriminator import DiscriminatorConfig, MultiScaleDiscriminator
+from .generator import Generator, GeneratorConfig
+from .losses import MultiResolutionSTFTLoss, discriminator_hinge, feature_matching, generator_hinge
+from .model import Vocoder
+
+
+@dataclass
+class VocoderTrainConfig:
+    """Paper defaults (Sec. 3 / official code): Adam 1e-4 (0.5, 0.9), segments of 8192, lambda_fm 10, gain 0.3-1."""
+
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    segment_length: int = 8192
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    lambda_fm: float = 10.0
+    lambda_stft: float = 0.0  # auxiliary multi-resolution STFT loss; off in the paper, a big help on a CPU
+    gain: tuple[float, float] = (0.3, 1.0)
+    adversarial_from: int = 0  # steps of STFT-only warm-up before the GAN losses start (needs lambda_stft > 0)
+
+
+class VocoderTask(Task):
+    name = "vocoder"
+
+    def __init__(self, cfg: VocoderTrainConfig, val_root=None, val_clips: int = 4, val_seconds: float = 3.0):
+        super().__init__()
+        if cfg.adversarial_from > 0 and cfg.lambda_stft <= 0:
+            raise ValueError("adversarial_from > 0 needs lambda_stft > 0, or the generator has no loss to learn from.")
+        self.cfg = cfg
+        self.audio = cfg.generator.audio
+        self.nets = {"generator": Generator(cfg.generator), "discriminator": MultiScaleDiscriminator(cfg.discriminator)}
+        self.opts = {
+            "generator": torch.optim.Adam(self.nets["generator"].parameters(), cfg.lr, betas=cfg.betas),
+            "discriminator": torch.optim.Adam(self.nets["discriminator"].parameters(), cfg.lr, betas=cfg.betas),
+        }
+        self.mel = MelSpectrogram(self.audio)
+        self.stft = MultiResolutionSTFTLoss()
+        self.val = fixed_clips(val_root, self.audio, "valid", val_clips, val_seconds) if val_root else []
+
+    def _to(self, device):
+        self.mel.to(device)
+        self.stft.to(device)
+
+    def train_step(self, batch: dict, step: int) -> dict[str, float]:
+        cfg, dev = self.cfg, self.device
+        self._to(dev)
+        G, D = self.run["generator"], self.run["discriminator"]
+        x = batch["audio"].to(dev)
+        lo, hi = cfg.gain
+        x = x * torch.empty(x.shape[0], 1, 1, device=dev).uniform_(lo, hi)
+        with torch.no_grad():
+            mel = self.mel(x)
+        adversarial = step >= cfg.adversarial_from
+        logs = {}
+        with self.autocast():
+            y = G(mel)
+        if adversarial:  # discriminator step, real and fake in one forward (one DDP forward per backward)
+            with self.autocast():
+                feats = D(torch.cat([x, y.detach()]))
+            real = [[f[: len(x)] for f in scale] for scale in feats]
+            fake = [[f[len(x):] for f in scale] for scale in feats]
+            loss_d = discriminator_hinge(real, fake)
+            self.opts["discriminator"].zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opts["discriminator"].step()
+            logs["loss_d"] = loss_d.item()
+        loss_g = torch.zeros((), device=dev)
+        if adversarial:
+            with self.autocast():
+                fake = D(y)
+            adv = generator_hinge(fake)
+            fm = feature_matching(real, fake)
+            loss_g = loss_g + adv + cfg.lambda_fm * fm
+            logs.update(loss_g_adv=adv.item(), loss_fm=fm.item())
+        if cfg.lambda_stft > 0:
+            st = self.stft(y.float(), x)
+            loss_g = loss_g + cfg.lambda_stft * st
+            logs["loss_stft"] = st.item()
+        self.opts["generator"].zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opts["generator"].step()
+        with torch.no_grad():
+            logs["mel_l1"] = mel_l1_batch(x, y.float(), self.mel).mean().item()
+        return logs
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        if not self.val:
+            return {}
+        self._to(self.device)
+        G = self.nets["generator"]
+        dists = []
+        for clip in self.val:
+            x = torch.from_numpy(clip["audio"]).to(self.device)[None, None]
+            dists.append(mel_l1_batch(x, G(self.mel(x)), self.mel).item())
+        return {"mel_l1": float(np.mean(dists))}
+
+    @torch.no_grad()
+    def samples(self) -> dict:
+        out = {}
+        for i, clip in enumerate(self.val[:2]):
+            x = torch.from_numpy(clip["audio"]).to(self.device)[None, None]
+            out[f"{clip['domain']}_{i}"] = (self.nets["generator"](self.mel(x))[0, 0].cpu().numpy(), self.audio.sample_rate)
+        return out
+
+    def state_extra(self) -> dict:
+        return {"task": self.name, "config": to_dict(self.cfg)}
+
+    def export(self, folder: Path) -> None:
+        Vocoder.from_generator(self.nets["generator"]).save_pretrained(folder)
