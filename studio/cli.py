@@ -61,6 +61,7 @@ def cmd_train_vocoder(a) -> int:
         cfg = replace(cfg, generator=gen,
                       segment_length=a.segment_length or cfg.segment_length,
                       lambda_stft=cfg.lambda_stft if a.lambda_stft is None else a.lambda_stft,
+                      lambda_mel=cfg.lambda_mel if a.lambda_mel is None else a.lambda_mel,
                       adversarial_from=cfg.adversarial_from if a.adversarial_from is None else a.adversarial_from,
                       lr=a.lr or cfg.lr)
     audio: AudioConfig = cfg.generator.audio
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = tv.add_argument_group("vocoder")
     g.add_argument("--segment-length", type=int, default=None, help="samples per training segment (paper: 8192)")
     g.add_argument("--lambda-stft", type=float, default=None, help="weight of the auxiliary MR-STFT loss (paper: 0)")
+    g.add_argument("--lambda-mel", type=float, default=None, help="weight of the auxiliary log-mel L1 loss (paper: 0)")
     g.add_argument("--adversarial-from", type=int, default=None, help="STFT-only warm-up steps before the GAN losses")
     g.add_argument("--lr", type=float, default=None, help="Adam learning rate (paper: 1e-4)")
     g.add_argument("--channels", type=int, default=None, help="generator width after the input conv (paper: 512)")

@@ -30,6 +30,7 @@ class VocoderTrainConfig:
     betas: tuple[float, float] = (0.5, 0.9)
     lambda_fm: float = 10.0
     lambda_stft: float = 0.0  # auxiliary multi-resolution STFT loss; off in the paper, a big help on a CPU
+    lambda_mel: float = 0.0  # auxiliary log10-mel L1 loss (as in HiFi-GAN); off in the paper
     gain: tuple[float, float] = (0.3, 1.0)
     adversarial_from: int = 0  # steps of STFT-only warm-up before the GAN losses start (needs lambda_stft > 0)
 
@@ -39,8 +40,8 @@ class VocoderTask(Task):
 
     def __init__(self, cfg: VocoderTrainConfig, val_root=None, val_clips: int = 4, val_seconds: float = 3.0):
         super().__init__()
-        if cfg.adversarial_from > 0 and cfg.lambda_stft <= 0:
-            raise ValueError("adversarial_from > 0 needs lambda_stft > 0, or the generator has no loss to learn from.")
+        if cfg.adversarial_from > 0 and cfg.lambda_stft <= 0 and cfg.lambda_mel <= 0:
+            raise ValueError("adversarial_from > 0 needs lambda_stft or lambda_mel > 0: the generator needs a loss.")
         self.cfg = cfg
         self.audio = cfg.generator.audio
         self.nets = {"generator": Generator(cfg.generator), "discriminator": MultiScaleDiscriminator(cfg.discriminator)}
@@ -91,11 +92,13 @@ class VocoderTask(Task):
             st = self.stft(y.float(), x)
             loss_g = loss_g + cfg.lambda_stft * st
             logs["loss_stft"] = st.item()
+        mel_dist = mel_l1_batch(x, y.float(), self.mel).mean()
+        if cfg.lambda_mel > 0:
+            loss_g = loss_g + cfg.lambda_mel * mel_dist
         self.opts["generator"].zero_grad(set_to_none=True)
         loss_g.backward()
         self.opts["generator"].step()
-        with torch.no_grad():
-            logs["mel_l1"] = mel_l1_batch(x, y.float(), self.mel).mean().item()
+        logs["mel_l1"] = mel_dist.item()
         return logs
 
     @torch.no_grad()
