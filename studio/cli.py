@@ -39,37 +39,103 @@ def _loop_config(a):
 
 
 def cmd_train_vocoder(a) -> int:
-    from .audio import AudioConfig
-    from .config import from_dict, load_json
     from .data import SegmentDataset
-    from .train.checkpoint import read_checkpoint_meta
-    from .train.loop import CHECKPOINT, Trainer, seed_everything
     from .vocoder.train import VocoderTask, VocoderTrainConfig
 
-    ckpt = Path(a.out) / CHECKPOINT
-    if a.resume and ckpt.is_file():  # the run's own config wins on resume
-        cfg = from_dict(VocoderTrainConfig, read_checkpoint_meta(ckpt)["extra"]["config"])
-    else:
-        cfg = from_dict(VocoderTrainConfig, load_json(a.config)) if a.config else VocoderTrainConfig()
+    def build(cfg):
         gen = cfg.generator
         if a.sample_rate or a.hop_length:
             audio = replace(gen.audio, sample_rate=a.sample_rate or gen.audio.sample_rate,
                             hop_length=a.hop_length or gen.audio.hop_length)
             gen = replace(gen, audio=audio)
-        gen = replace(gen, channels=a.channels or gen.channels,
-                      ratios=tuple(a.ratios) if a.ratios else gen.ratios)
-        cfg = replace(cfg, generator=gen,
-                      segment_length=a.segment_length or cfg.segment_length,
-                      lambda_stft=cfg.lambda_stft if a.lambda_stft is None else a.lambda_stft,
-                      lambda_mel=cfg.lambda_mel if a.lambda_mel is None else a.lambda_mel,
-                      adversarial_from=cfg.adversarial_from if a.adversarial_from is None else a.adversarial_from,
-                      lr=a.lr or cfg.lr)
-    audio: AudioConfig = cfg.generator.audio
+        gen = replace(gen, channels=a.channels or gen.channels, ratios=tuple(a.ratios) if a.ratios else gen.ratios)
+        return replace(cfg, generator=gen, segment_length=a.segment_length or cfg.segment_length,
+                       lambda_stft=cfg.lambda_stft if a.lambda_stft is None else a.lambda_stft,
+                       lambda_mel=cfg.lambda_mel if a.lambda_mel is None else a.lambda_mel,
+                       adversarial_from=cfg.adversarial_from if a.adversarial_from is None else a.adversarial_from,
+                       lr=a.lr or cfg.lr)
+
+    return _run_task(a, VocoderTask, VocoderTrainConfig, build,
+                     lambda cfg: SegmentDataset(a.data, cfg.generator.audio, cfg.segment_length, "train", seed=a.seed))
+
+
+def _run_task(a, task_cls, cfg_cls, build_cfg, dataset_fn) -> int:
+    """Shared by every ``studio train X``: config (from the checkpoint on resume), seed, task, loop."""
+    from .config import from_dict, load_json
+    from .train.checkpoint import read_checkpoint_meta
+    from .train.loop import CHECKPOINT, Trainer, seed_everything
+
+    ckpt = Path(a.out) / CHECKPOINT
+    if a.resume and ckpt.is_file():  # the run's own config wins on resume
+        cfg = from_dict(cfg_cls, read_checkpoint_meta(ckpt)["extra"]["config"])
+    else:
+        cfg = build_cfg(from_dict(cfg_cls, load_json(a.config)) if a.config else cfg_cls())
     seed_everything(a.seed)
-    task = VocoderTask(cfg, val_root=a.data)
-    data = SegmentDataset(a.data, audio, cfg.segment_length, "train", seed=a.seed)
-    summary = Trainer(task, data, _loop_config(a), a.out, resume=a.resume).fit()
+    task = task_cls(cfg, val_root=a.data)
+    summary = Trainer(task, dataset_fn(cfg), _loop_config(a), a.out, resume=a.resume).fit()
     print(json.dumps({k: summary[k] for k in ("step", "steps_run", "seconds_per_step", "val")}))
+    return 0
+
+
+def cmd_train_translator(a) -> int:
+    from .data import SegmentDataset, read_manifest
+    from .translation.train import TranslatorTask, TranslatorTrainConfig
+
+    def build(cfg):
+        domains = tuple(a.domains) if a.domains else tuple(sorted({e.domain for e in read_manifest(a.data, "train")}))
+        model = replace(cfg.model, domains=domains, channels=a.channels or cfg.model.channels)
+        return replace(cfg, model=model, confusion=cfg.confusion if a.confusion is None else a.confusion,
+                       segment_length=a.segment_length or cfg.segment_length, lr=a.lr or cfg.lr)
+
+    return _run_task(a, TranslatorTask, TranslatorTrainConfig, build,
+                     lambda cfg: SegmentDataset(a.data, cfg.model.audio, cfg.segment_length, "train",
+                                                domains=list(cfg.model.domains), seed=a.seed))
+
+
+def cmd_translate(a) -> int:
+    from .audio import save_audio
+    from .translation import Translator
+
+    t = Translator.from_pretrained(a.model, vocoder=a.vocoder)
+    audio, sr = t(a.input, target=a.to, stem=a.stem, blend_with=a.blend_with, blend=a.blend)
+    save_audio(a.output, audio, sr)
+    print(f"wrote {a.output} ({len(audio) / sr:.2f} s at {sr} Hz): {a.input} as {a.to}")
+    return 0
+
+
+def cmd_eval_translate(a) -> int:
+    from .evaluate import evaluate_translator, format_table
+    from .translation import Translator
+
+    t = Translator.from_pretrained(a.model, vocoder=a.vocoder)
+    rows = evaluate_translator(t, a.data, a.split, a.seconds, a.max_pieces)
+    print(format_table(rows))
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def cmd_eval_vocoder(a) -> int:
+    from .data import fixed_clips
+    from .evaluate import evaluate_vocoder, folder_clips, format_table
+    from .vocoder import GriffinLim, Vocoder
+
+    v = Vocoder.from_pretrained(a.model)
+    sr = v.config.sample_rate
+    vocoders = {v.name: v, "griffin-lim-32": GriffinLim(v.config, 32)}
+    results = {}
+    if a.data:
+        clips = fixed_clips(a.data, v.config, a.split, a.max_clips, a.seconds)
+        for c in clips:  # the recipe's fiddle tunes are one voice; chorales are four
+            c["monophonic"] = c["piece"].startswith("ryansMammoth") and c["domain"] != "guitar"
+        results["held-out renders"] = evaluate_vocoder(vocoders, clips, sr)
+    for folder in a.real or []:
+        results[str(folder)] = evaluate_vocoder(vocoders, folder_clips(folder, sr, a.seconds), sr)
+    for name, rows in results.items():
+        print(f"## {name}")
+        print(format_table(rows))
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=2))
     return 0
 
 
@@ -122,6 +188,48 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--griffin-lim", action="store_true", help="use the Griffin-Lim baseline instead of MelGAN")
     v.add_argument("--iterations", type=int, default=32, help="Griffin-Lim iterations")
     v.set_defaults(func=cmd_vocode)
+
+    tt = train.add_parser("translator", help="train the music domain translator on a multi-domain dataset",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_loop_args(tt, max_steps=20_000, batch=16)
+    g = tt.add_argument_group("translator")
+    g.add_argument("--domains", nargs="+", default=None, help="domains to learn (default: all in the manifest)")
+    g.add_argument("--confusion", type=float, default=None, help="domain-confusion weight (0.01; 0 = off)")
+    g.add_argument("--channels", type=int, default=None)
+    g.add_argument("--segment-length", type=int, default=None)
+    g.add_argument("--lr", type=float, default=None)
+    tt.set_defaults(func=cmd_train_translator)
+
+    t = sub.add_parser("translate", help="play a clip on another instrument")
+    t.add_argument("input", help="audio file")
+    t.add_argument("--to", required=True, help="target instrument (see `studio models`)")
+    t.add_argument("-o", "--output", required=True)
+    t.add_argument("--model", default=None, help="translator name or folder (default: the shipped one)")
+    t.add_argument("--vocoder", default=None, help="vocoder name or folder (default: the shipped one)")
+    t.add_argument("--stem", default=None, help="isolate this Demucs stem first (vocals, drums, bass, other)")
+    t.add_argument("--blend-with", default=None, help="a second instrument to blend in")
+    t.add_argument("--blend", type=float, default=0.0, help="0 = only --to, 1 = only --blend-with")
+    t.set_defaults(func=cmd_translate)
+
+    ev = sub.add_parser("eval", help="measure a model on held-out data").add_subparsers(dest="what", required=True)
+    et = ev.add_parser("translate", help="translation vs the real rendering of the same piece on the target")
+    et.add_argument("--data", required=True, help="a rendered (parallel) dataset")
+    et.add_argument("--split", default="test")
+    et.add_argument("--seconds", type=float, default=4.0)
+    et.add_argument("--max-pieces", type=int, default=4)
+    et.add_argument("--model", default=None)
+    et.add_argument("--vocoder", default=None)
+    et.add_argument("--json", default=None, help="also write the rows to this file")
+    et.set_defaults(func=cmd_eval_translate)
+    evv = ev.add_parser("vocoder", help="MelGAN vs Griffin-Lim: log-mel L1, MR-STFT distance, pitch accuracy")
+    evv.add_argument("--model", default=None)
+    evv.add_argument("--data", default=None, help="dataset folder (held-out split)")
+    evv.add_argument("--split", default="test")
+    evv.add_argument("--real", nargs="*", type=Path, help="folders of real recordings, e.g. ../shared/audio/music")
+    evv.add_argument("--seconds", type=float, default=4.0)
+    evv.add_argument("--max-clips", type=int, default=12)
+    evv.add_argument("--json", default=None)
+    evv.set_defaults(func=cmd_eval_vocoder)
 
     m = sub.add_parser("models", help="list the installed models")
     m.set_defaults(func=cmd_models)

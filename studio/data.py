@@ -191,3 +191,32 @@ def fixed_clips(root, config: AudioConfig, split: str = "valid", max_clips: int 
         clips.append({"audio": x[: len(x) // config.hop_length * config.hop_length], "domain": e.domain,
                       "piece": e.piece, "path": e.path})
     return clips
+
+
+def parallel_clips(root, config: AudioConfig, split: str = "test", domains: list[str] | None = None,
+                   seconds: float = 4.0, max_pieces: int = 8) -> list[dict]:
+    """The same window of each piece on every domain (parallel renders): ``[{"piece", "clips": {domain: [T]}}]``.
+
+    The window is the loudest ``seconds`` of the piece's first domain, hop-aligned; pieces lacking a domain are skipped.
+    """
+    entries = read_manifest(root, split, domains)
+    by_piece: dict[str, dict[str, Entry]] = {}
+    for e in entries:
+        by_piece.setdefault(e.piece, {})[e.domain] = e
+    wanted = sorted(domains or {e.domain for e in entries})
+    length = int(seconds * config.sample_rate) // config.hop_length * config.hop_length
+    out = []
+    for piece in sorted(by_piece):
+        if len(out) >= max_pieces or set(wanted) - set(by_piece[piece]):
+            continue
+        full = {d: read_segment(Path(root) / by_piece[piece][d].path, 0,
+                                int(by_piece[piece][d].duration * config.sample_rate),
+                                by_piece[piece][d].sample_rate, config.sample_rate) for d in wanted}
+        n = min(len(x) for x in full.values())
+        ref = full[wanted[0]][:n]
+        start = 0
+        if n > length:
+            energy = np.convolve(ref**2, np.ones(length), "valid")[:: config.hop_length]
+            start = int(np.argmax(energy)) * config.hop_length
+        out.append({"piece": piece, "clips": {d: x[start: start + length] for d, x in full.items()}})
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
@@ -53,3 +54,23 @@ class ResidualBlock(nn.Module):
 def residual_stack(channels: int, dilations=(1, 3, 9), *, norm: bool = True) -> nn.Sequential:
     """The paper's stack: one ``ResidualBlock`` per dilation, receptive field growing 1 -> 3 -> 9."""
     return nn.Sequential(*(ResidualBlock(channels, d, norm=norm) for d in dilations))
+
+
+def chunked(fn, x, chunk: int, context: int, scale: int = 1):
+    """Apply a convolutional ``fn`` (``[..., T] -> [..., T * scale]``) to a long ``x`` in chunks of ``chunk`` frames.
+
+    Each chunk is processed with ``context`` frames of real input on both sides and only its own part of the output
+    is kept, so the result equals one call on the whole input wherever ``context`` covers the receptive field
+    (no seams), with memory bounded by ``chunk + 2 * context``. Keep ``chunk`` and ``context`` multiples of any
+    stride ``fn`` needs.
+    """
+    T = x.shape[-1]
+    if T <= chunk + 2 * context:
+        return fn(x)
+    outs = []
+    for start in range(0, T, chunk):
+        end = min(T, start + chunk)
+        a, b = max(0, start - context), min(T, end + context)
+        y = fn(x[..., a:b])
+        outs.append(y[..., (start - a) * scale: (end - a) * scale])
+    return torch.cat(outs, dim=-1)

@@ -1,0 +1,102 @@
+"""The translator's training task for the shared loop.
+
+Per step: the encoder sees a locally pitch-shifted mel; the decoder must rebuild the *unshifted* mel in the
+clip's own domain (L1); the domain classifier learns to tell the domain from the detached latent; the encoder is
+pushed the other way through gradient reversal with weight ``confusion`` (0.01 in Mor et al.).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..audio import MelSpectrogram
+from ..config import to_dict
+from ..data import fixed_clips
+from ..train.loop import Task
+from .augment import random_local_pitch_shift
+from .model import DomainClassifier, GradientReversal, TranslatorConfig, TranslatorModel
+
+
+@dataclass
+class TranslatorTrainConfig:
+    model: TranslatorConfig = field(default_factory=TranslatorConfig)
+    segment_length: int = 16384  # samples (64 mel frames at hop 256)
+    lr: float = 3e-4
+    confusion: float = 0.01  # weight of the domain-confusion term on the encoder; 0 turns it off
+    pitch_shift: float = 0.5  # semitones, max; 0 turns the augmentation off
+
+
+class TranslatorTask(Task):
+    name = "translator"
+
+    def __init__(self, cfg: TranslatorTrainConfig, val_root=None, val_clips: int = 6, val_seconds: float = 3.0):
+        super().__init__()
+        self.cfg = cfg
+        mc = cfg.model
+        self.audio = mc.audio
+        self.nets = {"model": TranslatorModel(mc), "classifier": DomainClassifier(mc.latent, len(mc.domains))}
+        self.opts = {
+            "model": torch.optim.AdamW(self.nets["model"].parameters(), cfg.lr, betas=(0.9, 0.99), weight_decay=1e-4),
+            "classifier": torch.optim.Adam(self.nets["classifier"].parameters(), cfg.lr, betas=(0.9, 0.99)),
+        }
+        self.mel = MelSpectrogram(self.audio)
+        self.val = fixed_clips(val_root, self.audio, "valid", val_clips, val_seconds, list(mc.domains)) if val_root else []
+
+    def train_step(self, batch: dict, step: int) -> dict[str, float]:
+        cfg, dev = self.cfg, self.device
+        self.mel.to(dev)
+        model, clf = self.run["model"], self.run["classifier"]
+        with torch.no_grad():
+            mel = self.mel(batch["audio"].to(dev))
+            mel = mel[..., : mel.shape[-1] // cfg.model.down * cfg.model.down]
+            inp = random_local_pitch_shift(mel, self.audio, max_semitones=cfg.pitch_shift) if cfg.pitch_shift else mel
+        domain = batch["domain"].to(dev)
+        with self.autocast():
+            z, rec = model(inp, domain)
+        # classifier step on the detached latent
+        logits = clf(z.detach().float())
+        loss_c = F.cross_entropy(logits, domain)
+        self.opts["classifier"].zero_grad(set_to_none=True)
+        loss_c.backward()
+        self.opts["classifier"].step()
+        acc = (logits.argmax(-1) == domain).float().mean().item()
+        # encoder/decoder step: reconstruct the clean mel in the clip's own domain, confuse the classifier
+        loss_rec = F.l1_loss(rec.float(), mel)
+        loss = loss_rec
+        if cfg.confusion > 0:
+            adv = F.cross_entropy(clf(GradientReversal.apply(z.float(), cfg.confusion)), domain)
+            loss = loss + adv  # the reversal makes this *maximise* the classifier's loss w.r.t. the encoder
+        self.opts["model"].zero_grad(set_to_none=True)
+        self.opts["classifier"].zero_grad(set_to_none=True)  # its grads from the confusion pass are not applied
+        loss.backward()
+        self.opts["model"].step()
+        return {"loss_rec": loss_rec.item(), "loss_clf": loss_c.item(), "clf_acc": acc}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        if not self.val:
+            return {}
+        self.mel.to(self.device)
+        m, clf = self.nets["model"], self.nets["classifier"]
+        rec, correct = [], []
+        for clip in self.val:
+            mel = self.mel(torch.from_numpy(clip["audio"]).to(self.device)[None])
+            mel = mel[..., : mel.shape[-1] // m.config.down * m.config.down]
+            d = torch.tensor([m.config.domains.index(clip["domain"])], device=self.device)
+            z = m.encode(mel)
+            rec.append(F.l1_loss(m.decode(z, d), mel).item())
+            correct.append(float(clf(z).argmax(-1).item() == d.item()))
+        return {"mel_l1": float(np.mean(rec)), "clf_acc": float(np.mean(correct))}
+
+    def state_extra(self) -> dict:
+        return {"task": self.name, "config": to_dict(self.cfg)}
+
+    def export(self, folder: Path) -> None:
+        from .pipeline import save_translator
+
+        save_translator(self.nets["model"], folder)
