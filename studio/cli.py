@@ -71,7 +71,7 @@ def _run_task(a, task_cls, cfg_cls, build_cfg, dataset_fn) -> int:
     else:
         cfg = build_cfg(from_dict(cfg_cls, load_json(a.config)) if a.config else cfg_cls())
     seed_everything(a.seed)
-    task = task_cls(cfg, val_root=a.data)
+    task = task_cls(cfg, a.data)
     summary = Trainer(task, dataset_fn(cfg), _loop_config(a), a.out, resume=a.resume).fit()
     print(json.dumps({k: summary[k] for k in ("step", "steps_run", "seconds_per_step", "val")}))
     return 0
@@ -90,6 +90,72 @@ def cmd_train_translator(a) -> int:
     return _run_task(a, TranslatorTask, TranslatorTrainConfig, build,
                      lambda cfg: SegmentDataset(a.data, cfg.model.audio, cfg.segment_length, "train",
                                                 domains=list(cfg.model.domains), seed=a.seed))
+
+
+def cmd_train_vqvae(a) -> int:
+    from .data import SegmentDataset
+    from .generation.train import VQVAETask, VQVAETrainConfig
+
+    def build(cfg):
+        return replace(cfg, model=replace(cfg.model, channels=a.channels or cfg.model.channels,
+                                          codebook_size=a.codebook_size or cfg.model.codebook_size),
+                       segment_length=a.segment_length or cfg.segment_length, lr=a.lr or cfg.lr)
+
+    task_cls = lambda cfg, val_root: VQVAETask(cfg, val_root, domains=tuple(a.domains))
+    return _run_task(a, task_cls, VQVAETrainConfig, build,
+                     lambda cfg: SegmentDataset(a.data, cfg.model.audio, cfg.segment_length, "train",
+                                                domains=list(a.domains), seed=a.seed))
+
+
+def cmd_train_prior(a) -> int:
+    from .generation.pipeline import load_vqvae
+    from .generation.train import CodeDataset, PriorTask, PriorTrainConfig, encode_corpus
+
+    vqvae_dir = a.vqvae
+    if a.resume and (Path(a.out) / "checkpoint.safetensors").is_file():
+        from .train.checkpoint import read_checkpoint_meta
+        vqvae_dir = read_checkpoint_meta(Path(a.out) / "checkpoint.safetensors")["extra"]["config"]["vqvae"]
+    if not vqvae_dir:
+        raise StudioError("give the trained VQ-VAE with --vqvae DIR (e.g. runs/vqvae/export).")
+    vqvae = load_vqvae(vqvae_dir)
+    train_codes = encode_corpus(vqvae, a.data, "train", a.domains)
+    val_codes = encode_corpus(vqvae, a.data, "valid", a.domains)
+
+    def build(cfg):
+        return replace(cfg, vqvae=str(vqvae_dir), lr=a.lr or cfg.lr,
+                       model=replace(cfg.model, vocab=vqvae.config.codebook_size, width=a.width or cfg.model.width,
+                                     layers=a.layers or cfg.model.layers, context=a.context or cfg.model.context))
+
+    task_cls = lambda cfg, val_root: PriorTask(cfg, vqvae, val_codes)
+    return _run_task(a, task_cls, PriorTrainConfig, build,
+                     lambda cfg: CodeDataset(train_codes, cfg.model.context, a.seed))
+
+
+def cmd_generate(a) -> int:
+    from .audio import save_audio
+    from .generation import Generator
+
+    g = Generator.from_pretrained(a.model, vocoder=a.vocoder)
+    out = Path(a.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(a.n):
+        audio, sr = g.generate(a.seconds, a.temperature, seed=a.seed + i, prompt=a.prompt,
+                               prompt_seconds=a.prompt_seconds, top_k=a.top_k, top_p=a.top_p)
+        path = save_audio(out / f"sample_{a.seed + i:03d}.wav", audio, sr)
+        print(f"wrote {path} ({len(audio) / sr:.2f} s)")
+    return 0
+
+
+def cmd_eval_generate(a) -> int:
+    from .evaluate import evaluate_generator, format_table
+    from .generation import Generator
+
+    g = Generator.from_pretrained(a.model, vocoder=a.vocoder)
+    rows = evaluate_generator(g, a.data, a.split, a.n, a.seconds, a.temperature)
+    print(format_table(rows))
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=2))
+    return 0
 
 
 def cmd_translate(a) -> int:
@@ -200,6 +266,43 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=None)
     tt.set_defaults(func=cmd_train_translator)
 
+    tq = train.add_parser("vqvae", help="train the VQ-VAE over mel frames (piano by default)",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_loop_args(tq, max_steps=20_000, batch=16)
+    g = tq.add_argument_group("vq-vae")
+    g.add_argument("--domains", nargs="+", default=["piano"])
+    g.add_argument("--channels", type=int, default=None)
+    g.add_argument("--codebook-size", type=int, default=None)
+    g.add_argument("--segment-length", type=int, default=None)
+    g.add_argument("--lr", type=float, default=None)
+    tq.set_defaults(func=cmd_train_vqvae)
+
+    tp = train.add_parser("prior", help="train the Transformer prior over a trained VQ-VAE's codes",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_loop_args(tp, max_steps=20_000, batch=32)
+    g = tp.add_argument_group("prior")
+    g.add_argument("--vqvae", default=None, help="the trained VQ-VAE folder (a run's export/)")
+    g.add_argument("--domains", nargs="+", default=["piano"])
+    g.add_argument("--width", type=int, default=None)
+    g.add_argument("--layers", type=int, default=None)
+    g.add_argument("--context", type=int, default=None)
+    g.add_argument("--lr", type=float, default=None)
+    tp.set_defaults(func=cmd_train_prior)
+
+    gen = sub.add_parser("generate", help="generate new piano music")
+    gen.add_argument("--seconds", type=float, default=8.0)
+    gen.add_argument("-n", type=int, default=1, help="how many samples")
+    gen.add_argument("-o", "--output", required=True, help="output folder")
+    gen.add_argument("--temperature", type=float, default=1.0)
+    gen.add_argument("--top-k", type=int, default=None)
+    gen.add_argument("--top-p", type=float, default=None)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--prompt", default=None, help="audio file to continue")
+    gen.add_argument("--prompt-seconds", type=float, default=None, help="seconds of the prompt to keep")
+    gen.add_argument("--model", default=None)
+    gen.add_argument("--vocoder", default=None)
+    gen.set_defaults(func=cmd_generate)
+
     t = sub.add_parser("translate", help="play a clip on another instrument")
     t.add_argument("input", help="audio file")
     t.add_argument("--to", required=True, help="target instrument (see `studio models`)")
@@ -221,6 +324,16 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--vocoder", default=None)
     et.add_argument("--json", default=None, help="also write the rows to this file")
     et.set_defaults(func=cmd_eval_translate)
+    eg = ev.add_parser("generate", help="Fréchet log-mel distance of samples vs held-out piano, with references")
+    eg.add_argument("--data", required=True)
+    eg.add_argument("--split", default="test")
+    eg.add_argument("-n", type=int, default=8)
+    eg.add_argument("--seconds", type=float, default=6.0)
+    eg.add_argument("--temperature", type=float, default=1.0)
+    eg.add_argument("--model", default=None)
+    eg.add_argument("--vocoder", default=None)
+    eg.add_argument("--json", default=None)
+    eg.set_defaults(func=cmd_eval_generate)
     evv = ev.add_parser("vocoder", help="MelGAN vs Griffin-Lim: log-mel L1, MR-STFT distance, pitch accuracy")
     evv.add_argument("--model", default=None)
     evv.add_argument("--data", default=None, help="dataset folder (held-out split)")

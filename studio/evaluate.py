@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .data import parallel_clips
-from .metrics import mel_l1, mr_stft_distance, pitch_accuracy
+from .metrics import frechet_distance, mel_frame_stats, mel_l1, mr_stft_distance, pitch_accuracy
 
 
 def chroma_agreement(a: np.ndarray, b: np.ndarray, sr: int) -> float:
@@ -84,11 +84,45 @@ def folder_clips(folder, sample_rate: int, seconds: float | None = None) -> list
     return clips
 
 
+def evaluate_generator(generator, data_root, split: str = "test", n: int = 8, seconds: float = 6.0,
+                       temperature: float = 1.0, domain: str = "piano") -> list[dict]:
+    """Fréchet distance of log-mel frame statistics to held-out clips, for generated samples and two references:
+    VQ-VAE reconstructions of the held-out clips (the best this generator can do) and shuffled codes / noise
+    (what failure looks like). Also the codebook perplexity of the samples."""
+    from .data import fixed_clips
+
+    cfg = generator.config
+    sr = generator.sample_rate
+    held = [c["audio"] for c in fixed_clips(data_root, cfg, split, n, seconds, [domain])]
+    ref = mel_frame_stats(held, cfg)
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    samples = [generator.generate(seconds, temperature, seed=i)[0] for i in range(len(held))]
+    recon, shuffled, sample_codes = [], [], []
+    for x in held:
+        codes = generator.encode_audio(x)
+        recon.append(generator.codes_to_audio(codes))
+        shuffled.append(generator.codes_to_audio(codes[:, torch.randperm(codes.shape[1], generator=g)]))
+    for y in samples:
+        sample_codes.append(generator.encode_audio(y).flatten())
+    counts = torch.bincount(torch.cat(sample_codes), minlength=generator.vqvae.config.codebook_size).float()
+    p = counts / counts.sum()
+    ppl = float(torch.exp(-(p * p.clamp(min=1e-10).log()).sum()))
+    noise = [np.random.default_rng(i).normal(0, 0.1, len(held[0])).astype(np.float32) for i in range(len(held))]
+    for name, clips in [("generated (prior samples)", samples), ("reference: VQ-VAE reconstruction", recon),
+                        ("reference: shuffled codes", shuffled), ("reference: white noise", noise)]:
+        rows.append({"clips": name, "n": len(clips), "frechet_logmel": frechet_distance(mel_frame_stats(clips, cfg), ref)})
+    rows[0]["codebook_perplexity"] = ppl
+    for r in rows[1:]:
+        r["codebook_perplexity"] = None
+    return rows
+
+
 def format_table(rows: list[dict]) -> str:
     if not rows:
         return "(no rows)"
     keys = list(rows[0])
-    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else "-" if v is None else str(v)
     widths = [max(len(k), *(len(fmt(r[k])) for r in rows)) for k in keys]
     lines = ["  ".join(k.ljust(w) for k, w in zip(keys, widths))]
     lines += ["  ".join(fmt(r[k]).ljust(w) for k, w in zip(keys, widths)) for r in rows]

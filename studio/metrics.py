@@ -83,3 +83,22 @@ def pitch_accuracy(ref, est, sample_rate: int, tolerance_cents: float = 50.0) ->
         return float("nan")
     cents = 1200 * np.abs(np.log2(np.where(v_est & voiced, f_est, np.nan)[voiced] / f_ref[voiced]))
     return float(np.mean(np.nan_to_num(cents, nan=np.inf) <= tolerance_cents))
+
+
+def mel_frame_stats(clips, config: AudioConfig = AudioConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``[n_mels]`` and covariance ``[n_mels, n_mels]`` of the log-mel frames of ``clips`` (arrays at
+    ``config.sample_rate``): the fixed, weight-free embedding behind ``frechet_distance``."""
+    m = _mel(config)
+    with torch.no_grad():
+        frames = torch.cat([m(_as_tensor(c))[0].T for c in clips]).double().numpy()
+    return frames.mean(0), np.cov(frames, rowvar=False)
+
+
+def frechet_distance(stats_a, stats_b) -> float:
+    """Fréchet distance between Gaussians ``(mean, cov)``: ``|mu_a - mu_b|^2 + Tr(A + B - 2 (A B)^1/2)``."""
+    import scipy.linalg
+
+    (mu_a, cov_a), (mu_b, cov_b) = stats_a, stats_b
+    covmean, _ = scipy.linalg.sqrtm(cov_a @ cov_b, disp=False)
+    covmean = covmean.real
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2 * covmean))

@@ -18,6 +18,7 @@ model may also be ``<name>.th`` itself.
 
     model = load_demucs()                                  # htdemucs from models/demucs
     stems = separate(audio, sr, model, stems=("bass",))    # {"bass": array shaped like audio}
+    vocals, sr = isolate_stem(audio, sr, "vocals")         # one stem, default model loaded once
 """
 
 from __future__ import annotations
@@ -98,9 +99,9 @@ def _missing_message(name: str, folder: Path, sigs: list[str]) -> str:
     files = []
     for s in sigs:
         files.append(f"{Path(remote[s]).name} (from {REMOTE_ROOT}{remote[s]})" if s in remote else f"{s}.th")
-    how = f"pass another folder, or set {ENV}"
-    return (f"Demucs model '{name}' is not installed in {folder}: put {', '.join(files)} there ({how}); "
-            "nothing is downloaded.")
+    where = f"{folder}{'' if folder.is_dir() else ' (a folder that does not exist yet)'}"
+    return (f"Demucs model '{name}' is not installed in {where}: put {', '.join(files)} there (or pass another "
+            f"folder, or set {ENV}); nothing is downloaded.")
 
 
 def load_demucs(name: str = DEFAULT_MODEL, repo: str | os.PathLike | None = None, device: str = "cpu"):
@@ -134,17 +135,17 @@ def load_demucs(name: str = DEFAULT_MODEL, repo: str | os.PathLike | None = None
 
 def _load(name, folder, single, bag, bag_file, files):
     from demucs.apply import BagOfModels
-    from demucs.pretrained import get_model
-
-    if (single is not None and single.suffix == ".th") or (
-            bag_file is not None and bag_file.parent == folder and all(f.suffix == ".th" for f in files.values())):
-        return get_model(name, repo=folder)  # Demucs's own local repository loader (checks checksums)
     from demucs.hf import load_safetensors_model
+    from demucs.pretrained import get_model
     from demucs.repo import LocalRepo
 
-    local = LocalRepo(folder)
+    local_bag = bag_file is not None and bag_file.parent == folder
+    if (single is not None and single.suffix == ".th") or (local_bag and all(f.suffix == ".th" for f in files.values())):
+        return get_model(name, repo=folder)  # Demucs's own local repository loader (checks checksums)
     if single is not None:
         return load_safetensors_model(single)
+    # a bundled bag definition, or safetensors weights: the same pieces, put together here
+    local = LocalRepo(folder)
     models = [load_safetensors_model(f) if f.suffix == ".safetensors" else local.get_model(s) for s, f in files.items()]
     return BagOfModels(models, bag.get("weights"), bag.get("segment"))
 
@@ -171,7 +172,9 @@ def separate(audio: np.ndarray | torch.Tensor, sr: int, model, stems: Sequence[s
     if unknown:
         raise ConfigMismatch(f"this Demucs model has no stems {unknown}; it separates: {', '.join(sources)}.")
     was_1d = np.ndim(audio) == 1
-    x, _ = prepare_audio(audio, sr, model.samplerate, mono=False, min_samples=1)  # [C, T'] float32
+    arr = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+    gain = max(1.0, float(np.abs(arr).max())) if arr.dtype.kind == "f" and arr.size else 1.0  # undone below
+    x, _ = prepare_audio(arr, sr, model.samplerate, mono=False, min_samples=1)  # [C, T'] float32, peak <= 1
     n_in, channels_in = np.shape(audio)[-1], x.shape[0]
     mix = _to_channels(torch.from_numpy(x), model.audio_channels)
     ref = mix.mean(0)
@@ -182,10 +185,10 @@ def separate(audio: np.ndarray | torch.Tensor, sr: int, model, stems: Sequence[s
     random.seed(seed)
     try:
         out = apply_model(model, ((mix - mean) / std)[None], shifts=shifts, split=True, overlap=overlap,
-                          progress=False, device=device or "cpu")[0]
+                          progress=False, device=device or next(model.parameters()).device)[0]
     finally:
         random.setstate(state)
-    out = out * std + mean  # [sources, channels, T']
+    out = (out * std + mean) * gain  # [sources, channels, T']
     result = {}
     for s in stems:
         y = out[sources.index(s)].float().cpu()
@@ -195,3 +198,18 @@ def separate(audio: np.ndarray | torch.Tensor, sr: int, model, stems: Sequence[s
         y = y.mean(0) if was_1d else _to_channels(y, channels_in)
         result[s] = np.ascontiguousarray(y.numpy(), dtype=np.float32)
     return result
+
+
+_loaded: dict[tuple[str, str], object] = {}
+
+
+def isolate_stem(audio: np.ndarray | torch.Tensor, sr: int, stem: str, model=None, **kwargs) -> tuple[np.ndarray, int]:
+    """One stem of a clip: ``(array shaped like audio, sr)``. ``model`` is a loaded Demucs model, a model name, or
+    None for the default (``htdemucs`` from the local Demucs folder; loaded once per process)."""
+    if model is None or isinstance(model, str):
+        name = model or DEFAULT_MODEL
+        key = (name, str(demucs_dir()))
+        if key not in _loaded:
+            _loaded[key] = load_demucs(name)
+        model = _loaded[key]
+    return separate(audio, sr, model, (stem,), **kwargs)[stem], sr

@@ -1,0 +1,138 @@
+"""``Generator``: new music from the prior -> VQ-VAE decoder -> mel -> the shared MelGAN vocoder.
+
+A generator model folder holds both networks: ``config.json`` ``{"kind": "generator", "config": {"vqvae": ...,
+"prior": ...}}`` and ``model.safetensors`` with ``vqvae.*`` and ``prior.*`` weights.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import registry
+from ..audio import load_audio, prepare_audio
+from ..config import from_dict, save_json, to_dict
+from ..errors import ConfigMismatch, StudioError
+from ..nn import chunked
+from ..train.checkpoint import atomic_save_tensors, load_tensors
+from ..vocoder import Vocoder
+from .prior import Prior, PriorConfig
+from .vqvae import VQVAE, VQVAEConfig
+
+MAX_SECONDS = 120.0
+
+
+def save_vqvae(vqvae: VQVAE, folder) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_save_tensors(vqvae.state_dict(), folder / registry.WEIGHTS)
+    save_json({"kind": "vqvae", "config": to_dict(vqvae.config)}, folder / registry.CONFIG)
+    return folder
+
+
+def load_vqvae(name_or_dir, device="cpu") -> VQVAE:
+    entry = registry.resolve(name_or_dir, kind="vqvae")
+    m = VQVAE(from_dict(VQVAEConfig, entry.config))
+    m.load_state_dict(load_tensors(entry.weights)[0])
+    return m.to(device).eval()
+
+
+def save_generator(vqvae: VQVAE, prior: Prior, folder, card: str | None = None) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {f"vqvae.{k}": v for k, v in vqvae.state_dict().items()}
+    tensors |= {f"prior.{k}": v for k, v in prior.state_dict().items()}
+    atomic_save_tensors(tensors, folder / registry.WEIGHTS)
+    save_json({"kind": "generator", "config": {"vqvae": to_dict(vqvae.config), "prior": to_dict(prior.config)}},
+              folder / registry.CONFIG)
+    if card is not None:
+        (folder / registry.CARD).write_text(card)
+    return folder
+
+
+class Generator:
+    """``generate(seconds=8, temperature=1.0, seed=0, prompt=None) -> (audio, sr)``."""
+
+    def __init__(self, vqvae: VQVAE, prior: Prior, vocoder: Vocoder):
+        vqvae.config.audio.check_same(vocoder.config, "the vocoder")
+        if prior.config.vocab != vqvae.config.codebook_size:
+            raise ConfigMismatch(f"prior vocabulary {prior.config.vocab} != codebook size {vqvae.config.codebook_size}.")
+        self.vqvae, self.prior, self.vocoder = vqvae.eval(), prior.eval(), vocoder
+        self.config = vqvae.config.audio
+        self.name = "generator"
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir=None, vocoder: Vocoder | str | None = None, device="cpu") -> "Generator":
+        entry = registry.resolve(name_or_dir or registry.DEFAULTS["generator"], kind="generator")
+        vq = VQVAE(from_dict(VQVAEConfig, entry.config["vqvae"]))
+        pr = Prior(from_dict(PriorConfig, entry.config["prior"]))
+        tensors, _ = load_tensors(entry.weights)
+        vq.load_state_dict({k[6:]: v.float() for k, v in tensors.items() if k.startswith("vqvae.")})
+        pr.load_state_dict({k[6:]: v.float() for k, v in tensors.items() if k.startswith("prior.")})
+        if not isinstance(vocoder, Vocoder):
+            vocoder = Vocoder.from_pretrained(vocoder, device=device)
+        g = cls(vq.to(device), pr.to(device), vocoder)
+        g.name = entry.name
+        return g
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def codes_per_second(self) -> float:
+        return self.config.frame_rate / self.vqvae.config.down
+
+    def encode_audio(self, audio: np.ndarray) -> torch.Tensor:
+        mel = self.vocoder.mel(torch.from_numpy(audio).to(self.vocoder.device)[None])
+        down = self.vqvae.config.down
+        return self.vqvae.encode(mel[..., : mel.shape[-1] // down * down])
+
+    @torch.inference_mode()
+    def codes_to_audio(self, codes: torch.Tensor) -> np.ndarray:
+        mel = chunked(self.vqvae.decode, codes, 256, 32, self.vqvae.config.down)
+        y = chunked(self.vocoder, mel, 1024, 64, self.config.hop_length)
+        return y.reshape(-1).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def generate(self, seconds: float = 8.0, temperature: float = 1.0, seed: int = 0, prompt=None,
+                 prompt_sr: int | None = None, prompt_seconds: float | None = None, top_k: int | None = None,
+                 top_p: float | None = None) -> tuple[np.ndarray, int]:
+        """New audio of ``seconds``. With ``prompt`` (file or array), its first ``prompt_seconds`` (default: all,
+        up to ``seconds``) are kept as they are and the prior continues from their codes."""
+        if not 0 < seconds <= MAX_SECONDS:
+            raise StudioError(f"seconds must be in (0, {MAX_SECONDS:.0f}], got {seconds}.")
+        if temperature <= 0:
+            raise StudioError(f"temperature must be positive, got {temperature}.")
+        sr = self.sample_rate
+        n = int(round(seconds * sr))
+        prompt_audio, prompt_codes = None, None
+        if prompt is not None:
+            if isinstance(prompt, (str, os.PathLike)):
+                prompt_audio, _ = load_audio(prompt, sr)
+            else:
+                if prompt_sr is None:
+                    raise ConfigMismatch("pass prompt_sr with a prompt array.")
+                prompt_audio, _ = prepare_audio(prompt, prompt_sr, sr)
+            keep = min(len(prompt_audio), n, int((prompt_seconds or seconds) * sr))
+            prompt_audio = prompt_audio[:keep]
+            prompt_codes = self.encode_audio(prompt_audio)
+        g = torch.Generator().manual_seed(int(seed))
+        length = int(np.ceil(n / sr * self.codes_per_second))
+        codes = self.prior.sample(length, prompt=prompt_codes, temperature=temperature, top_k=top_k, top_p=top_p,
+                                  generator=g)
+        y = self.codes_to_audio(codes)
+        y = np.pad(y, (0, max(0, n - len(y))))[:n]
+        if prompt_audio is not None and len(prompt_audio):
+            k = len(prompt_audio)
+            fade = min(k, int(0.05 * sr), n - k) if n > k else 0
+            out = y.copy()
+            out[:k] = prompt_audio
+            if fade > 0:  # crossfade the kept prompt into the continuation
+                ramp = np.linspace(0, 1, fade, dtype=np.float32)
+                out[k - fade:k] = prompt_audio[k - fade:] * (1 - ramp) + y[k - fade:k] * ramp
+            y = out
+        return y.astype(np.float32), sr
