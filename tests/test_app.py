@@ -1,0 +1,140 @@
+"""The web app as users meet it: a real server in a subprocess, driven by gradio_client and by headless Chromium."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import ARTIFACTS, ROOT
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_models_dir(tmp_path_factory):
+    """Tiny untrained models under the registry's default names (the real ones are tested elsewhere)."""
+    from studio.generation import VQVAE, Prior, PriorConfig, VQVAEConfig, save_generator
+    from studio.registry import DEFAULTS
+    from studio.translation import TranslatorConfig, TranslatorModel, save_translator
+    from studio.vocoder import GeneratorConfig, Vocoder
+
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    Vocoder(GeneratorConfig(channels=32)).save_pretrained(root / DEFAULTS["vocoder"], card="# tiny vocoder\n")
+    tc = TranslatorConfig(domains=("piano", "violin"), channels=32, latent=16, dilations=(1, 2), domain_dim=8)
+    save_translator(TranslatorModel(tc), root / DEFAULTS["translator"], card="# tiny translator\n")
+    save_generator(VQVAE(VQVAEConfig(channels=32, latent=16, dilations=(1, 2), codebook_size=32)),
+                   Prior(PriorConfig(vocab=32, context=32, width=32, layers=1, heads=2)),
+                   root / DEFAULTS["generator"], card="# tiny generator\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models_dir, tmp_path_factory):
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("app") / "app.log", "w")
+    env = {**os.environ, "STUDIO_MODELS_DIR": str(tiny_models_dir), "STUDIO_DEMUCS_DIR": str(tiny_models_dir / "none"),
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen([sys.executable, "-m", "studio.app", "--port", str(port), "--max-seconds", "60"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            assert proc.poll() is None, open(log.name).read()
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the app did not start in 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def clip(rendered, tmp_path_factory):
+    """8 s of a real rendered piano piece, as a 44.1 kHz stereo upload."""
+    from studio.data import read_manifest
+
+    e = next(e for e in read_manifest(rendered, "train") if e.domain == "piano")
+    x, sr = sf.read(str(rendered / e.path), dtype="float32")
+    path = tmp_path_factory.mktemp("upload") / "piano.wav"
+    import torchaudio.functional as AF
+    x44 = AF.resample(torch.from_numpy(x), sr, 44100).numpy()
+    sf.write(path, np.stack([x44, x44], 1), 44100)
+    return path
+
+
+def test_api_translate_generate_compare(server, clip, tmp_path):
+    from gradio_client import Client, handle_file
+
+    c = Client(server, verbose=False)
+    out, fig, info = c.predict(handle_file(str(clip)), "violin", False, "other", "(none)", 0.0, api_name="/translate")
+    y, sr = sf.read(out)
+    assert sr == 22050 and abs(len(y) / sr - sf.info(str(clip)).duration) < 0.01
+    assert fig.endswith(".png") and "violin" in info
+    first, gallery, files, info = c.predict(2, 1.0, 0, 0, 2, None, 3, api_name="/generate")
+    assert len(files) == 2 and len(gallery) == 2
+    for f in files:
+        assert abs(sf.info(f).duration - 2.0) < 0.01
+    melgan, gl, fig, table = c.predict(handle_file(str(clip)), api_name="/compare")
+    assert sf.info(melgan).frames == sf.info(gl).frames > 0
+    assert "log-mel L1" in table and "real time" in table
+
+
+def test_bad_uploads_get_a_message_and_the_server_keeps_serving(server, clip, tmp_path):
+    from gradio_client import Client, handle_file
+
+    c = Client(server, verbose=False)
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"this is not audio" * 100)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(22050 * 2, dtype=np.float32), 22050)
+    for path, message in [(junk, "not a readable audio file"), (silent, "silent")]:
+        with pytest.raises(Exception, match=message):
+            c.predict(handle_file(str(path)), "violin", False, "other", "(none)", 0.0, api_name="/translate")
+    out, _, _ = c.predict(handle_file(str(clip)), "piano", False, "other", "(none)", 0.0, api_name="/translate")
+    assert sf.info(out).frames > 0
+
+
+def test_browser_upload_translate_and_screenshot(server, clip):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--disable-quic", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            page.goto(server)
+            page.wait_for_selector("input[type=file]", state="attached", timeout=60_000)
+            page.locator("input[type=file]").first.set_input_files(str(clip))
+            page.get_by_role("button", name="Translate", exact=True).click()
+            page.get_by_text(re.compile(r"Translated [\d.]+ s to")).wait_for(timeout=120_000)
+            # the output player offers the translated file, and the spectrogram image is shown
+            link = page.wait_for_selector("a[href*='translated-violin']", state="attached", timeout=30_000)
+            page.wait_for_selector("img[src*='translate']", timeout=30_000)
+            page.wait_for_timeout(1500)  # let the waveform draw before the screenshot
+            href = link.get_attribute("href")
+            page.screenshot(path=str(ARTIFACTS / "translate.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "translate.png").stat().st_size > 20_000
+    with urllib.request.urlopen(href if href.startswith("http") else server.rstrip("/") + href) as r:
+        data = r.read()
+    assert data[:4] == b"RIFF" and len(data) > 8 * 22050 * 2
