@@ -1,7 +1,8 @@
 """The studio web UI: ``python -m studio.app`` (Gradio, http://127.0.0.1:7860 by default).
 
 Thin by design: every handler validates its input, calls the public API (Translator, Generator, Vocoder) and
-draws spectrograms. User errors become a one-line message in the UI (``gr.Error``), never a traceback.
+draws spectrograms. User errors become a one-line message in the UI (``gr.Error``), never a traceback. Only files
+uploaded or recorded through the app are read: a path outside Gradio's upload folder is refused.
 Limits come from flags or environment variables: STUDIO_MAX_FILE_MB, STUDIO_MAX_SECONDS, STUDIO_CONCURRENCY.
 """
 
@@ -36,6 +37,24 @@ class AppConfig:
     concurrency: int = int(os.environ.get("STUDIO_CONCURRENCY", 2))
 
 
+def user_error(message: str) -> gr.Error:
+    """A one-line message for the user; not an exception worth a traceback in the server's log."""
+    return gr.Error(message, print_exception=False)
+
+
+def upload_folder() -> Path:
+    """Where Gradio stores uploads and recordings: ``$GRADIO_TEMP_DIR``, else ``<temp dir>/gradio``."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+
+
+def in_upload_folder(path: str | os.PathLike) -> bool:
+    """True when ``path`` (symlinks and ``..`` resolved) lies inside the upload folder."""
+    try:
+        return Path(path).resolve().is_relative_to(upload_folder())
+    except (OSError, RuntimeError, ValueError):  # e.g. a symlink loop, a NUL byte
+        return False
+
+
 class Studio:
     """The models (loaded once, on first use) and the work behind each tab."""
 
@@ -54,7 +73,7 @@ class Studio:
                     self._cache[key] = e
         value = self._cache[key]
         if isinstance(value, Exception):
-            raise gr.Error(str(value))
+            raise user_error(str(value))
         return value
 
     def vocoder(self):
@@ -88,14 +107,17 @@ class Studio:
     # ------------------------------------------------------------------------------------------- helpers
     def load(self, path, what: str = "clip") -> tuple[np.ndarray, int]:
         if not path:
-            raise gr.Error(f"Upload or record a {what} first.")
+            raise user_error(f"Upload or record a {what} first.")
         path = Path(path)
+        if not in_upload_folder(path):  # a path sent through the API, not an upload: never read the server's files
+            raise user_error(f"The {what} must be uploaded or recorded through the app; "
+                             f"files on the server are not read.")
         try:
             audio, sr = load_audio(path, None, mono=False, max_seconds=self.config.max_seconds)
         except StudioError as e:
-            raise gr.Error(str(e)) from None
+            raise user_error(str(e)) from None
         if is_silent(audio):
-            raise gr.Error(f"The {what} is silent (below -60 dBFS); upload one with sound in it.")
+            raise user_error(f"The {what} is silent (below -60 dBFS); upload one with sound in it.")
         return audio, sr
 
     def write(self, audio: np.ndarray, sr: int, stem: str) -> str:
@@ -110,7 +132,7 @@ class Studio:
         audio, sr = self.load(path)
         t = self.translator()
         if target not in t.domains:
-            raise gr.Error(f"Choose a target instrument: {', '.join(t.domains)}.")
+            raise user_error(f"Choose a target instrument: {', '.join(t.domains)}.")
         demucs = self.demucs() if use_stem else None
         progress(0.3, desc="translating")
         start = time.perf_counter()
@@ -118,7 +140,7 @@ class Studio:
             y, out_sr = t(audio, sr, target=target, stem=stem if use_stem else None, demucs=demucs,
                           blend_with=blend_with if blend_with and blend_with != "(none)" else None, blend=float(blend))
         except StudioError as e:
-            raise gr.Error(str(e)) from None
+            raise user_error(str(e)) from None
         seconds = time.perf_counter() - start
         progress(0.9, desc="drawing")
         src = t.prepare(audio, sr)
@@ -142,7 +164,7 @@ class Studio:
                                    prompt_seconds=float(prompt_seconds) if prompt else None,
                                    top_k=int(top_k) if top_k else None)
             except StudioError as e:
-                raise gr.Error(str(e)) from None
+                raise user_error(str(e)) from None
             title = f"sample {int(seed) + i}"
             marks = {title: min(float(prompt_seconds), len(y) / sr)} if prompt else None
             files.append(self.write(y, sr, f"piano-seed{int(seed) + i}"))

@@ -108,26 +108,93 @@ class MelSpectrogram(nn.Module):
 
 # ----------------------------------------------------------------------------------------------------------- I/O
 
+ACCEPTED = "accepted: WAV, FLAC, OGG, MP3, AIFF and the other formats libsndfile reads"
+
+# WAV codecs (the fmt chunk's format tag) libsndfile decodes, and names for common ones it does not.
+_WAV_CODECS = {0x0001: "PCM", 0x0002: "MS ADPCM", 0x0003: "IEEE float", 0x0006: "A-law", 0x0007: "mu-law",
+               0x0011: "IMA ADPCM", 0x0031: "GSM 6.10", 0x0045: "G.721 ADPCM", 0x0055: "MPEG Layer 3"}
+_WAV_UNSUPPORTED = {0x0050: "MPEG", 0x0092: "Dolby AC-3 SPDIF", 0x00FF: "AAC", 0x0160: "WMA", 0x0161: "WMA",
+                    0x0162: "WMA Pro", 0x0163: "WMA Lossless", 0x1610: "AAC", 0x2000: "AC-3", 0x2001: "DTS"}
+_READ_BLOCK = 1 << 18  # frames decoded at a time: memory stays ~ the (downmixed) output, not the file's channels
+
+
 def _describe(path: Path) -> str:
     return f"'{path.name}'"
+
+
+def _libsndfile_reason(e: Exception) -> str:
+    """libsndfile's message, first line, without the ``Error opening '<full path>': `` prefix."""
+    msg = str(e).splitlines()[0].strip() if str(e) else type(e).__name__
+    if msg.startswith("Error opening") and "': " in msg:
+        msg = msg.split("': ", 1)[1]
+    return msg.rstrip(".")
+
+
+def _sniff(path: Path) -> str | None:
+    """A precise reason for files libsndfile cannot open but that we can recognise from their first bytes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    if head[4:8] == b"ftyp":
+        return f"is an MP4/M4A (AAC or ALAC) file, which is not supported; convert it first ({ACCEPTED})"
+    if head[:4] == b"\x1aE\xdf\xa3":
+        return f"is a Matroska/WebM file, which is not supported; convert it first ({ACCEPTED})"
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        pos = 12
+        while pos + 8 <= len(head):
+            cid, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+            if cid == b"fmt " and pos + 10 <= len(head):
+                tag = int.from_bytes(head[pos + 8:pos + 10], "little")
+                if tag == 0xFFFE and pos + 8 + 26 <= len(head):  # WAVE_FORMAT_EXTENSIBLE: the sub-format's tag
+                    tag = int.from_bytes(head[pos + 8 + 24:pos + 8 + 26], "little")
+                if tag not in _WAV_CODECS:
+                    name = _WAV_UNSUPPORTED.get(tag, "unknown")
+                    return (f"is a WAV file with an unsupported codec (format tag 0x{tag:04X}, {name}); accepted WAV "
+                            f"codecs: PCM (8/16/24/32-bit), IEEE float, A-law, mu-law, IMA/MS ADPCM, GSM 6.10")
+                return None
+            pos += 8 + size + (size & 1)
+    return None
 
 
 def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
     """soundfile's header info, with our errors for missing, empty and unreadable files."""
     path = Path(path)
     if not path.exists():
-        raise UnsupportedAudio(f"no such file: {path}.")
+        raise UnsupportedAudio(f"no such file: {path}; give the path of an audio file.")
     if path.is_dir():
-        raise UnsupportedAudio(f"{path} is a directory, not an audio file.")
+        raise UnsupportedAudio(f"{path} is a directory, not an audio file; give the path of one file ({ACCEPTED}).")
+    if not path.is_file():  # a FIFO or device would block or never end
+        raise UnsupportedAudio(f"{path} is not a regular file; give the path of an audio file ({ACCEPTED}).")
     if path.stat().st_size == 0:
-        raise UnsupportedAudio(f"{_describe(path)} is empty (0 bytes).")
+        raise UnsupportedAudio(f"{_describe(path)} is empty (0 bytes); {ACCEPTED}.")
     try:
         return sf.info(str(path))
     except Exception as e:  # libsndfile's messages are terse; name the accepted formats
+        sniffed = _sniff(path)
+        if sniffed:
+            raise UnsupportedAudio(f"{_describe(path)} {sniffed}.") from None
         raise UnsupportedAudio(
-            f"{_describe(path)} is not a readable audio file ({str(e).splitlines()[0].strip()}); "
-            f"accepted: {', '.join(sorted(sf.available_formats()))[:200]}."
+            f"{_describe(path)} is not a readable audio file ({_libsndfile_reason(e)}); {ACCEPTED}."
         ) from None
+
+
+def _read(path: Path, mono: bool, frames: int) -> tuple[np.ndarray, int]:
+    """Decode ``path`` to float32 ``[C, T]`` block by block (``C`` = 1 when ``mono``: channels averaged as read)."""
+    with sf.SoundFile(str(path)) as f:
+        sr, channels = f.samplerate, f.channels
+        out = np.empty((1 if mono else channels, max(frames, 0)), dtype=np.float32)
+        pos = 0
+        for block in f.blocks(blocksize=_READ_BLOCK, dtype="float32", always_2d=True):
+            block = block.mean(axis=1, keepdims=True) if mono and channels > 1 else block
+            n = len(block)
+            if pos + n > out.shape[1]:  # more than the header said (rare): grow
+                size = max(pos + n, out.shape[1] + out.shape[1] // 4 + 1)
+                out = np.concatenate([out[:, :pos], np.empty((out.shape[0], size - pos), np.float32)], axis=1)
+            out[:, pos:pos + n] = block.T
+            pos += n
+    return out[:, :pos], sr
 
 
 def load_audio(
@@ -141,7 +208,9 @@ def load_audio(
     """Read an audio file as float32 in [-1, 1].
 
     Returns ``(audio, sr)``: ``audio`` is ``[T]`` when ``mono`` (channels averaged) else ``[C, T]``; resampled to
-    ``sample_rate`` when given. Raises ``UnsupportedAudio`` with a one-line reason for anything unusable.
+    ``sample_rate`` when given. Raises ``UnsupportedAudio`` with a one-line reason for anything unusable. A file
+    cut short (its header claims more data than it holds) gives the samples it does hold. Files longer than
+    ``max_seconds`` are refused from their header, before anything is decoded.
     """
     path = Path(path)
     info = audio_info(path)
@@ -149,13 +218,20 @@ def load_audio(
         raise UnsupportedAudio(f"{_describe(path)} has an invalid header ({info.samplerate} Hz, {info.channels} channels).")
     if max_seconds is not None and info.frames / info.samplerate > max_seconds:
         raise UnsupportedAudio(
-            f"{_describe(path)} is {info.frames / info.samplerate / 60:.1f} min long; the limit is {max_seconds / 60:.1f} min."
+            f"{_describe(path)} is {_minutes(info.frames / info.samplerate)} long; the limit is "
+            f"{_minutes(max_seconds)} (accepted: clips up to that length; trim or split it)."
         )
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        data, sr = _read(path, mono, info.frames)
     except Exception as e:
-        raise UnsupportedAudio(f"{_describe(path)} could not be decoded ({str(e).splitlines()[0].strip()}).") from None
-    return prepare_audio(data.T, sr, sample_rate, mono=mono, min_samples=min_samples, name=_describe(path))
+        raise UnsupportedAudio(
+            f"{_describe(path)} could not be decoded ({_libsndfile_reason(e)}); {ACCEPTED}."
+        ) from None
+    return prepare_audio(data, sr, sample_rate, mono=mono, min_samples=min_samples, name=_describe(path))
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
 def prepare_audio(
@@ -182,20 +258,24 @@ def prepare_audio(
         raise UnsupportedAudio(f"{name} has shape {audio.shape}; accepted: [samples] or [channels, samples].")
     if not isinstance(sr, (int, np.integer)) or sr < 1000 or sr > 768000:
         raise UnsupportedAudio(f"{name} has sample rate {sr!r}; accepted: 1000 to 768000 Hz.")
-    if not np.isfinite(audio).all():
-        raise UnsupportedAudio(f"{name} contains NaN or infinite samples.")
-    if audio.shape[1] < max(min_samples, 1) * sr / (sample_rate or sr):
+    needed = max(min_samples, 1)
+    if audio.shape[1] < needed * sr / (sample_rate or sr):
+        n = audio.shape[1]
+        what = "has no samples" if n == 0 else f"is too short ({n} sample{'s' * (n != 1)} at {sr} Hz)"
         raise UnsupportedAudio(
-            f"{name} is too short ({audio.shape[1]} samples at {sr} Hz); at least {min_samples} samples at "
-            f"{sample_rate or sr} Hz are needed."
+            f"{name} {what}; at least {needed} samples at {sample_rate or sr} Hz "
+            f"({needed / (sample_rate or sr):.3g} s) are needed."
         )
+    if not np.isfinite(audio).all():
+        raise UnsupportedAudio(f"{name} contains NaN or infinite samples; accepted: finite samples "
+                               f"(float files may exceed full scale, they are scaled to [-1, 1]).")
     if mono:
         audio = audio.mean(axis=0, keepdims=True)
     peak = float(np.abs(audio).max())
     if peak > 1.0:  # float files may exceed full scale; keep the waveform's shape
         audio = audio / peak
     if sample_rate is not None and sr != sample_rate:
-        audio = AF.resample(torch.from_numpy(audio), sr, sample_rate).numpy()
+        audio = AF.resample(torch.from_numpy(np.ascontiguousarray(audio)), sr, sample_rate).numpy()
         sr = sample_rate
     audio = np.ascontiguousarray(audio[0] if mono else audio)
     return audio, int(sr)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import secrets
 import typing
 from pathlib import Path
 
@@ -36,7 +38,15 @@ def from_dict(cls, d: dict):
 
 
 def save_json(obj: dict, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Write ``obj`` as JSON atomically (a temp file in the same folder, then a rename): never a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.pid{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def load_json(path: str | Path) -> dict:

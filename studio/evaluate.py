@@ -36,17 +36,19 @@ def evaluate_translator(translator, data_root, split: str = "test", seconds: flo
     pairs = pairs or [(a, b) for a in domains for b in domains if a != b]
     rows = []
     for src, tgt in pairs:
-        d_tr, d_src, chroma = [], [], []
+        d_tr, d_src, chroma, chroma_ref = [], [], [], []
         for p in pieces:
             x, ref = p["clips"][src], p["clips"][tgt]
             y, _ = translator(x, sr, target=tgt)
             d_tr.append(mel_l1(ref, y, translator.config, aligned=True))
             d_src.append(mel_l1(ref, x, translator.config, aligned=True))
             chroma.append(chroma_agreement(x, y, sr))
+            chroma_ref.append(chroma_agreement(x, ref, sr))
         rows.append({"source": src, "target": tgt, "pieces": len(pieces),
                      "mel_l1_translation_to_target": float(np.mean(d_tr)),
                      "mel_l1_source_to_target": float(np.mean(d_src)),
-                     "chroma_agreement_with_source": float(np.mean(chroma))})
+                     "chroma_agreement_with_source": float(np.mean(chroma)),
+                     "chroma_agreement_real_target_with_source": float(np.mean(chroma_ref))})
     return rows
 
 

@@ -16,6 +16,10 @@ definition bundled with Demucs is used when the folder has none. Each model is `
 ``<sig>-<sha256 prefix>.th`` (Demucs's package), or ``<sig>.safetensors`` (the HuggingFace hub's files). A single
 model may also be ``<name>.th`` itself.
 
+Demucs's ``.th`` files are pickles, and its own loader unpickles them with ``weights_only=False`` (a file can run
+any code). Here they are read with ``torch.load(weights_only=True)``, allowlisting only Demucs's model classes and
+``Fraction``, and the class named by a ``.safetensors`` file's metadata must be one of those too.
+
     model = load_demucs()                                  # htdemucs from models/demucs
     stems = separate(audio, sr, model, stems=("bass",))    # {"bass": array shaped like audio}
     vocals, sr = isolate_stem(audio, sr, "vocals")         # one stem, default model loaded once
@@ -24,7 +28,9 @@ model may also be ``<name>.th`` itself.
 from __future__ import annotations
 
 import os
+import pickle
 import random
+from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
 
@@ -34,6 +40,7 @@ import torchaudio.functional as AF
 
 from .audio import prepare_audio
 from .errors import ConfigMismatch, ModelNotFound
+from .train.checkpoint import unpickle_refusal
 
 ENV = "STUDIO_DEMUCS_DIR"
 DEFAULT_MODEL = "htdemucs"
@@ -135,19 +142,99 @@ def load_demucs(name: str = DEFAULT_MODEL, repo: str | os.PathLike | None = None
 
 def _load(name, folder, single, bag, bag_file, files):
     from demucs.apply import BagOfModels
-    from demucs.hf import load_safetensors_model
-    from demucs.pretrained import get_model
-    from demucs.repo import LocalRepo
 
-    local_bag = bag_file is not None and bag_file.parent == folder
-    if (single is not None and single.suffix == ".th") or (local_bag and all(f.suffix == ".th" for f in files.values())):
-        return get_model(name, repo=folder)  # Demucs's own local repository loader (checks checksums)
     if single is not None:
-        return load_safetensors_model(single)
-    # a bundled bag definition, or safetensors weights: the same pieces, put together here
-    local = LocalRepo(folder)
-    models = [load_safetensors_model(f) if f.suffix == ".safetensors" else local.get_model(s) for s, f in files.items()]
-    return BagOfModels(models, bag.get("weights"), bag.get("segment"))
+        return _load_one(single)
+    return BagOfModels([_load_one(f) for f in files.values()], bag.get("weights"), bag.get("segment"))
+
+
+# The model classes a Demucs package may name; nothing else in a package is code. A ``.th`` package (what
+# ``demucs.states.serialize_model`` writes) is ``{"klass": <one of these>, "args": [...], "kwargs": {...},
+# "state": {name: tensor}, "training_args": {...}}``; HTDemucs's ``segment`` argument is a ``fractions.Fraction``.
+MODEL_CLASSES = ("demucs.htdemucs.HTDemucs", "demucs.hdemucs.HDemucs", "demucs.demucs.Demucs")
+
+
+def _model_classes() -> dict[str, type]:
+    import importlib
+
+    out = {}
+    for dotted in MODEL_CLASSES:
+        module, name = dotted.rsplit(".", 1)
+        out[dotted] = getattr(importlib.import_module(module), name)
+    return out
+
+
+def _refused(path: Path, why: str) -> ModelNotFound:
+    return ModelNotFound(f"refused Demucs weights {path}: {why}; a Demucs model file may hold only weights, plain data "
+                         f"and one of {', '.join(MODEL_CLASSES)}, and code in it is never run.")
+
+
+def _load_one(path: Path):
+    """One Demucs model from ``<sig>[-<sha256 prefix>].th`` or ``<sig>.safetensors``, without running code from it.
+
+    ``.th`` packages are pickles: they are read with ``torch.load(weights_only=True)``, which builds only tensors
+    and plain containers, plus the allowlisted Demucs model classes and ``Fraction``; anything else a pickle would
+    import or call is refused before it runs. The checksum in the name is checked first, as Demucs does.
+    """
+    from demucs.states import load_model
+
+    classes = _model_classes()
+    if path.suffix == ".safetensors":
+        return _load_safetensors(path, classes)
+    if "-" in path.stem:
+        from demucs.repo import check_checksum
+
+        check_checksum(path, path.stem.rsplit("-", 1)[1])
+    try:
+        with torch.serialization.safe_globals([*classes.values(), Fraction]):
+            package = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise _refused(path, unpickle_refusal(e)) from None
+    if not isinstance(package, dict) or not {"klass", "args", "kwargs", "state"} <= set(package):
+        raise ModelNotFound(f"{path} is not a Demucs model package (expected klass, args, kwargs and state).")
+    if package["klass"] not in classes.values():
+        raise _refused(path, f"it names the class {package['klass']!r}")
+    if not isinstance(package["state"], dict) or not isinstance(package["kwargs"], dict) \
+            or not isinstance(package["args"], (list, tuple)):
+        raise ModelNotFound(f"{path} is not a Demucs model package (malformed args, kwargs or state).")
+    return load_model(package)
+
+
+def _load_safetensors(path: Path, classes: dict[str, type]):
+    """The HuggingFace hub's format: weights plus JSON metadata naming the class, which must be allowlisted (Demucs's
+    own loader imports and calls whatever the metadata names)."""
+    import json
+
+    from demucs.hf import load_safetensors_model
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:
+        raise ModelNotFound(f"{path} is not a valid safetensors file ({' '.join(str(e).split())[:160]}).") from None
+    if meta.get("klass") not in classes:
+        raise _refused(path, f"its metadata names the class {meta.get('klass')!r}")
+    try:
+        parsed = {key: json.loads(meta[key]) for key in ("args", "kwargs", "structure") if key in meta}
+    except json.JSONDecodeError as e:
+        raise ModelNotFound(f"{path}: its metadata is not valid JSON ({e}).") from None
+    named = []  # "_class" nodes of a packed (e.g. quantized) state are imported by Demucs too
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "_class" in node:
+                named.append(node["_class"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(parsed.get("structure"))
+    if any(c not in classes for c in named):
+        raise _refused(path, f"its metadata names the classes {sorted(set(named) - set(classes))}")
+    return load_safetensors_model(path)
 
 
 def _to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:

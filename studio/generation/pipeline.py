@@ -36,16 +36,16 @@ def save_vqvae(vqvae: VQVAE, folder) -> Path:
 def load_vqvae(name_or_dir, device="cpu") -> VQVAE:
     entry = registry.resolve(name_or_dir, kind="vqvae")
     m = VQVAE(from_dict(VQVAEConfig, entry.config))
-    m.load_state_dict(load_tensors(entry.weights)[0])
+    m.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_tensors(entry.weights)[0].items()})
     return m.to(device).eval()
 
 
-def save_generator(vqvae: VQVAE, prior: Prior, folder, card: str | None = None) -> Path:
+def save_generator(vqvae: VQVAE, prior: Prior, folder, card: str | None = None, half: bool = False) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"vqvae.{k}": v for k, v in vqvae.state_dict().items()}
     tensors |= {f"prior.{k}": v for k, v in prior.state_dict().items()}
-    atomic_save_tensors(tensors, folder / registry.WEIGHTS)
+    atomic_save_tensors(tensors, folder / registry.WEIGHTS, half=half)
     save_json({"kind": "generator", "config": {"vqvae": to_dict(vqvae.config), "prior": to_dict(prior.config)}},
               folder / registry.CONFIG)
     if card is not None:
@@ -70,8 +70,9 @@ class Generator:
         vq = VQVAE(from_dict(VQVAEConfig, entry.config["vqvae"]))
         pr = Prior(from_dict(PriorConfig, entry.config["prior"]))
         tensors, _ = load_tensors(entry.weights)
-        vq.load_state_dict({k[6:]: v.float() for k, v in tensors.items() if k.startswith("vqvae.")})
-        pr.load_state_dict({k[6:]: v.float() for k, v in tensors.items() if k.startswith("prior.")})
+        as_f32 = lambda v: v.float() if v.is_floating_point() else v  # noqa: E731  (shipped weights are fp16)
+        vq.load_state_dict({k[6:]: as_f32(v) for k, v in tensors.items() if k.startswith("vqvae.")})
+        pr.load_state_dict({k[6:]: as_f32(v) for k, v in tensors.items() if k.startswith("prior.")})
         if not isinstance(vocoder, Vocoder):
             vocoder = Vocoder.from_pretrained(vocoder, device=device)
         g = cls(vq.to(device), pr.to(device), vocoder)

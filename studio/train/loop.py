@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data import StepSampler
-from .checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
+from .checkpoint import _rng_state, _set_rng_state, load_checkpoint, read_checkpoint_meta, save_checkpoint
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -155,7 +155,13 @@ class Trainer:
         if self.rank == 0:
             save_checkpoint(self.out / CHECKPOINT, modules=self.task.nets, optimizers=self.task.opts, step=self.step,
                             extra=self.task.state_extra())
-            self.task.export(self.out / "export")
+            # exporting builds fresh modules, which draws from the RNGs; a resumed run restores them as they were at
+            # the checkpoint, so the uninterrupted run must continue from that same state
+            tensors, meta = _rng_state()
+            try:
+                self.task.export(self.out / "export")
+            finally:
+                _set_rng_state(tensors, meta)
 
     def _validate(self) -> dict[str, float]:
         if self.rank != 0:

@@ -24,10 +24,10 @@ from .model import TranslatorConfig, TranslatorModel
 CHUNK_FRAMES = 1024  # mel frames per chunk (~12 s at 22.05 kHz / hop 256)
 
 
-def save_translator(model: TranslatorModel, folder: str | os.PathLike, card: str | None = None) -> Path:
+def save_translator(model: TranslatorModel, folder: str | os.PathLike, card: str | None = None, half: bool = False) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_save_tensors(model.state_dict(), folder / registry.WEIGHTS)
+    atomic_save_tensors(model.state_dict(), folder / registry.WEIGHTS, half=half)
     save_json({"kind": "translator", "config": to_dict(model.config)}, folder / registry.CONFIG)
     if card is not None:
         (folder / registry.CARD).write_text(card)
@@ -39,7 +39,7 @@ def load_translator_model(name_or_dir=None, device="cpu") -> tuple[TranslatorMod
     model = TranslatorModel(from_dict(TranslatorConfig, entry.config))
     tensors, _ = load_tensors(entry.weights)
     try:
-        model.load_state_dict({k: v.float() for k, v in tensors.items()})
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
     except RuntimeError as e:
         raise ConfigMismatch(f"{entry.weights} does not match its config ({' '.join(str(e).split())[:200]}).") from None
     return model.to(device).eval(), entry
@@ -88,6 +88,12 @@ class Translator:
     @torch.inference_mode()
     def translate_mel(self, mel: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Log-mel ``[1, n_mels, T]`` -> target log-mel ``[1, n_mels, T]`` (any T), in seamless chunks."""
+        n_mels = self.config.n_mels
+        if not isinstance(mel, torch.Tensor) or mel.dim() != 3 or mel.shape[1] != n_mels or mel.shape[2] < 1:
+            shape = list(mel.shape) if hasattr(mel, "shape") else type(mel).__name__
+            raise ConfigMismatch(f"expected a log-mel tensor of shape [1, {self.config.n_mels}, frames], got {shape}.")
+        if not torch.isfinite(mel).all():
+            raise ConfigMismatch("the mel contains NaN or infinite values.")
         down = self.model.config.down
         T = mel.shape[-1]
         pad = (-T) % down
