@@ -346,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list the installed models")
     m.set_defaults(func=cmd_models)
+    from .bench import add_bench_parser; add_bench_parser(sub)  # noqa: E702
+    from .export import add_export_parser; add_export_parser(sub)  # noqa: E702
     return p
 
 

@@ -77,6 +77,28 @@ class Vocoder(_MelToAudio):
         fold_weight_norm(self.generator)
         return self.eval()
 
+    def fast(self, mode: str = "auto", *, threads: int | None = None, verify: bool | None = None,
+             chunk_frames: int | None = None):
+        """A faster ``mel -> audio`` callable with this interface (``studio.vocoder.fast``); ``self`` is unchanged."""
+        from .fast import optimize
+
+        return optimize(self, mode, threads=threads, verify=verify, chunk_frames=chunk_frames)
+
+    def stream(self, mel_chunks, chunk_frames: int = 32, model=None):
+        """Yield audio ``[B, 1, n * hop]`` as mel chunks arrive, seamlessly (``studio.vocoder.streaming``).
+
+        ``model``: the callable to run (e.g. ``self.fast()``); default ``self``.
+        """
+        from .streaming import StreamingVocoder
+
+        yield from StreamingVocoder(model or self, chunk_frames).stream(mel_chunks)
+
+    def vocode_long(self, mel, chunk_frames: int = 1024, model=None) -> torch.Tensor:
+        """``self(mel)`` computed ``chunk_frames`` at a time, so memory stays bounded on long inputs."""
+        from .streaming import vocode_long
+
+        return vocode_long(model or self, self._check_mel(mel), chunk_frames)
+
     @classmethod
     def from_generator(cls, generator: Generator) -> "Vocoder":
         v = cls(generator.config)
@@ -87,8 +109,7 @@ class Vocoder(_MelToAudio):
         """Write ``config.json``, ``model.safetensors`` (weight norm kept, so it can be fine-tuned) and a card."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        sd = {k: (v.half() if half and v.is_floating_point() else v) for k, v in self.generator.state_dict().items()}
-        atomic_save_tensors(sd, folder / registry.WEIGHTS)
+        atomic_save_tensors(self.generator.state_dict(), folder / registry.WEIGHTS, half=half)
         save_json({"kind": "vocoder", "config": to_dict(self.generator_config)}, folder / registry.CONFIG)
         if card is not None:
             (folder / registry.CARD).write_text(card)

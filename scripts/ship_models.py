@@ -1,0 +1,35 @@
+"""Copy trained runs into models/ as shipped models: fp16 safetensors + config (cards are written by hand from
+`studio eval` output). Usage: python scripts/ship_models.py --vocoder RUN --translator RUN --generator RUN"""
+
+import argparse
+from pathlib import Path
+
+from studio.generation.pipeline import Generator
+from studio.registry import DEFAULTS, models_dir
+from studio.translation.pipeline import load_translator_model, save_translator
+from studio.vocoder import Vocoder
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--vocoder", type=Path, help="a vocoder run folder (its export/ is shipped)")
+    p.add_argument("--translator", type=Path)
+    p.add_argument("--generator", type=Path, help="a prior run folder (its export/ holds VQ-VAE + prior)")
+    a = p.parse_args()
+    out = models_dir()
+    if a.vocoder:  # weight norm kept (fine-tunable); folded on load
+        Vocoder.from_pretrained(a.vocoder / "export", fold=False).save_pretrained(out / DEFAULTS["vocoder"], half=True)
+    if a.translator:
+        save_translator(load_translator_model(a.translator / "export")[0], out / DEFAULTS["translator"], half=True)
+    if a.generator:
+        from studio.generation.pipeline import save_generator
+
+        g = Generator.from_pretrained(a.generator / "export", vocoder=Vocoder())
+        save_generator(g.vqvae, g.prior, out / DEFAULTS["generator"], half=True)
+    for d in sorted(out.iterdir()):
+        if d.is_dir():
+            print(d.name, sum(f.stat().st_size for f in d.iterdir()) / 1e6, "MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""The built-in rows of ``studio bench``: vocoder inference, streaming, and vocoder training steps."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from .bench import Bench
+
+REFERENCE = "paper G fp32, weight norm (reference)"
+DTYPES = {"bf16": "bf16+fp32", "fp32": "float32", "onnx": "float32"}  # bf16: body bf16, tail fp32
+TRAIN_REFERENCE = "paper G+D step fp32 (reference)"
+
+
+def _vocoder(bench: Bench):
+    """The vocoder to time (weight norm kept): ``--model``, else the shipped default, else random init."""
+    from . import registry
+    from .vocoder import Vocoder
+
+    name = bench.options.model
+    if name is None and any(e.name == registry.DEFAULTS["vocoder"] for e in registry.list_models("vocoder")):
+        name = registry.DEFAULTS["vocoder"]
+    if name is not None:
+        return Vocoder.from_pretrained(name, fold=False), name
+    torch.manual_seed(0)
+    return Vocoder().eval(), "random init, paper config"
+
+
+def _mel(vocoder, seconds: float) -> torch.Tensor:
+    """A log-mel of ``seconds`` of the fast path's musical probe, looped."""
+    from .vocoder.fast import probe_audio
+
+    sr = vocoder.config.sample_rate
+    x = np.resize(probe_audio(sr, 4.0), int(seconds * sr))
+    with torch.inference_mode():
+        return vocoder.mel(torch.from_numpy(x)).clone()
+
+
+def vocoder_rows(bench: Bench) -> tuple:
+    """One-shot inference rows; returns ``(vocoder, fast paths by mode, base mel)`` for the streaming rows."""
+    from .vocoder.fast import FastVocoder, cpu_has_native_bf16, onnxruntime_available
+
+    o = bench.options
+    vocoder, label = _vocoder(bench)
+    sr, hop = vocoder.config.sample_rate, vocoder.config.hop_length
+    modes = ["fp32", "bf16"] + (["onnx"] if onnxruntime_available() else [])
+    fast = {m: vocoder.fast(m, threads=o.threads) for m in modes}
+    auto = FastVocoder._auto_mode(vocoder.device)
+    bench.notes += [
+        f"vocoder: {label}; 'auto' picks {auto} on this machine (if it passes its 1% log-mel check on the model)",
+        "reference: the paper generator as a plain float32 module with weight norm kept; ratio = x RT / reference",
+    ]
+    if not cpu_has_native_bf16():
+        bench.notes.append("this CPU has no native bf16: the bf16 rows run emulated")
+    base = _mel(vocoder, max(o.seconds))
+    for seconds in o.seconds:
+        frames = max(4, round(seconds * sr / hop))
+        for b in o.batches:
+            mel = base[..., :frames].repeat(b, 1, 1)
+            short = mel[..., : min(frames, round(sr / hop))]
+            audio_s = frames * hop / sr
+
+            def reference(m=mel):
+                with torch.no_grad():
+                    return vocoder(m)
+
+            bench.row("infer", REFERENCE, bench.measure(reference, lambda: reference(short)),
+                      audio_s=audio_s, batch=b, dtype="float32")
+            for mode, f in fast.items():
+                dtype = DTYPES[mode]
+                bench.row("infer", f"folded {mode}" + (" (onnxruntime)" if mode == "onnx" else ""),
+                          bench.measure(lambda f=f, m=mel: f.run(m), lambda f=f: f.run(short)),
+                          audio_s=audio_s, batch=b, dtype=dtype, reference=REFERENCE)
+    if bench.threads > 1:  # the same work on one thread: on a loaded machine fewer threads can win
+        from .vocoder.fast import num_threads
+
+        frames = max(4, round(min(o.seconds) * sr / hop))
+        mel, audio_s = base[..., :frames], frames * hop / sr
+
+        def reference_1t():
+            with torch.no_grad(), num_threads(1):
+                return vocoder(mel)
+
+        f1 = vocoder.fast(auto if auto in fast else "fp32", threads=1)
+        bench.row("infer", REFERENCE.replace(" (reference)", ", 1 thread"), bench.measure(reference_1t),
+                  audio_s=audio_s, batch=1, dtype="float32", reference=REFERENCE, threads=1)
+        bench.row("infer", f"folded {f1.mode}, 1 thread", bench.measure(lambda: f1.run(mel)), audio_s=audio_s,
+                  batch=1, dtype=DTYPES[f1.mode], reference=REFERENCE, threads=1)
+    return vocoder, fast, base
+
+
+def streaming_rows(bench: Bench, vocoder, fast: dict, base: torch.Tensor) -> None:
+    """Live streaming (throughput and latency per chunk size) and bounded-memory long-file rows."""
+    from .vocoder.fast import FastVocoder
+    from .vocoder.streaming import StreamingVocoder, chunks_of, vocode_long
+
+    o = bench.options
+    model = fast.get(FastVocoder._auto_mode(vocoder.device)) or fast["fp32"]  # what 'auto' picks here
+    sr, hop = vocoder.config.sample_rate, vocoder.config.hop_length
+    seconds = min(o.seconds)
+    frames = max(4, round(seconds * sr / hop))
+    mel = base[..., :frames]
+    audio_s = frames * hop / sr
+    for chunk in o.stream_chunks:
+        sv = StreamingVocoder(model, chunk_frames=chunk)
+        computes: list[float] = []
+
+        def stream(sv=sv, computes=computes):
+            computes.clear()
+            for piece in chunks_of(mel, chunk):  # frames arrive one chunk at a time, as in live use
+                t0 = time.perf_counter()
+                sv.push(piece)
+                computes.append(time.perf_counter() - t0)
+            sv.flush()
+
+        timing = bench.measure(stream)
+        compute_ms = float(np.median(computes)) * 1000
+        bench.row("stream", f"stream {model.mode}, {chunk}-frame chunks", timing, audio_s=audio_s, batch=1,
+                  dtype=DTYPES[model.mode], reference=REFERENCE, chunk_frames=chunk,
+                  algorithmic_latency_ms=sv.algorithmic_latency_ms, chunk_compute_ms=compute_ms,
+                  latency_ms=sv.chunk_latency_ms + compute_ms,
+                  note=f"latency {sv.chunk_latency_ms + compute_ms:.0f} ms = look-ahead "
+                       f"{sv.algorithmic_latency_ms:.1f} + chunk wait {sv.chunk_latency_ms - sv.algorithmic_latency_ms:.1f}"
+                       f" + compute {compute_ms:.1f}")
+    long_s = max(o.seconds)
+    lf = max(4, round(long_s * sr / hop))
+    lmel = base[..., :lf]
+    whole = vocoder.fast(model.mode, threads=o.threads, chunk_frames=0)
+    one = bench.row("stream", f"{model.mode} unchunked (one shot)", bench.measure(lambda: whole.run(lmel)),
+                    audio_s=lf * hop / sr, batch=1, dtype=DTYPES[model.mode], reference=REFERENCE)
+    row = bench.row("stream", f"vocode_long {model.mode}, 1024-frame chunks",
+                    bench.measure(lambda: vocode_long(whole, lmel, 1024)), audio_s=lf * hop / sr, batch=1,
+                    dtype=DTYPES[model.mode], reference=REFERENCE)
+    row["note"] = f"peak RSS {row['peak_rss_mb']:.0f} MB vs unchunked {one['peak_rss_mb']:.0f} MB"
+
+
+def training_rows(bench: Bench) -> None:
+    """A full G+D training step of the paper config, float32 (reference) and bf16 autocast, per batch size."""
+    from .vocoder.train import VocoderTask, VocoderTrainConfig
+
+    o = bench.options
+    cfg = VocoderTrainConfig(segment_length=o.segment)
+    torch.manual_seed(0)
+    task = VocoderTask(cfg)
+    task.run = dict(task.nets)
+    for m in task.nets.values():
+        m.train()
+    sr = cfg.generator.audio.sample_rate
+    audio = _training_audio(o, max(o.train_batches), cfg)
+    for b in o.train_batches:
+        batch = {"audio": audio[:b]}
+        for precision, name in (("fp32", TRAIN_REFERENCE), ("bf16", "paper G+D step bf16 autocast")):
+            task.precision = precision
+
+            def step():
+                task.train_step(batch, 1_000_000)  # past any warm-up: the full GAN step
+
+            timing = bench.measure(step)
+            bench.row("train", name, timing, audio_s=o.segment / sr, batch=b,
+                      dtype="float32" if precision == "fp32" else "bf16 amp",
+                      reference=None if precision == "fp32" else TRAIN_REFERENCE,
+                      note=f"{b}x{o.segment} samples, {1 / timing.median_s:.2f} steps/s")
+
+
+def _training_audio(options, n: int, cfg) -> torch.Tensor:
+    if options.data:
+        from .data import SegmentDataset
+
+        data = SegmentDataset(options.data, cfg.generator.audio, cfg.segment_length, "train")
+        return torch.stack([data[i]["audio"] for i in range(n)]).float()  # [n, 1, segment]
+    g = torch.Generator().manual_seed(0)
+    return (torch.rand(n, 1, cfg.segment_length, generator=g) * 2 - 1) * 0.5
+

@@ -1,0 +1,136 @@
+"""Export the vocoder's generator (weight norm folded) for use outside Python / PyTorch eager.
+
+``export(vocoder, path, format="onnx" | "torchscript")``. The exported graph maps ``mel [batch, n_mels, frames]``
+to ``audio [batch, 1, frames * hop]`` with dynamic batch and frames axes; it needs at least 4 frames (the input
+conv's reflection padding), as the PyTorch generator pads shorter inputs itself. The audio settings travel with
+the file: ONNX metadata properties, or ``config.json`` in the TorchScript archive's extra files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .errors import StudioError
+
+FORMATS = ("onnx", "torchscript")
+SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".torchscript": "torchscript"}
+OPSET = 17
+
+
+class ExportError(StudioError):
+    """An export that cannot be done as asked (format, destination)."""
+
+
+def _example(generator) -> torch.Tensor:
+    return torch.zeros(1, generator.config.audio.n_mels, 16, device=next(generator.parameters()).device)
+
+
+def _metadata(generator) -> dict[str, str]:
+    from .config import to_dict
+
+    a = generator.config.audio
+    return {"studio_kind": "vocoder", "sample_rate": str(a.sample_rate), "hop_length": str(a.hop_length),
+            "n_mels": str(a.n_mels), "min_frames": "4",
+            "config": json.dumps(to_dict(replace(generator.config, weight_norm=False)))}  # folded
+
+
+def _write_onnx(generator, f) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and constant-folding notices
+        torch.onnx.export(
+            generator.net, (_example(generator),), f, input_names=["mel"], output_names=["audio"],
+            dynamic_axes={"mel": {0: "batch", 2: "frames"}, "audio": {0: "batch", 2: "samples"}},
+            opset_version=OPSET, do_constant_folding=True, dynamo=False,
+        )
+
+
+def onnx_bytes(generator) -> bytes:
+    """The folded ``generator`` as a serialized ONNX model (float32). Needs the ``onnx`` package."""
+    from .vocoder.fast import folded_copy
+
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs it)
+    except ImportError:
+        raise ExportError("ONNX export needs the onnx package: pip install 'melgan-studio[export]'.") from None
+
+    buf = io.BytesIO()
+    _write_onnx(folded_copy(generator).cpu(), buf)
+    return _with_metadata(buf.getvalue(), _metadata(generator))
+
+
+def _with_metadata(model_bytes: bytes, meta: dict[str, str]) -> bytes:
+    import onnx
+
+    m = onnx.load_from_string(model_bytes)
+    for k, v in meta.items():
+        p = m.metadata_props.add()
+        p.key, p.value = k, v
+    return m.SerializeToString()
+
+
+def torchscript_module(generator) -> torch.jit.ScriptModule:
+    """The folded ``generator`` traced to TorchScript (frames and batch stay dynamic: the graph has no shapes)."""
+    from .vocoder.fast import folded_copy
+
+    g = folded_copy(generator).cpu()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.jit.trace(g.net, _example(g), check_trace=False)
+
+
+def export(vocoder, path: str | os.PathLike, format: str | None = None) -> Path:
+    """Write ``vocoder``'s folded generator to ``path`` as ONNX or TorchScript (``format`` defaults from the
+    suffix: .onnx, or .pt/.ts). The vocoder is unchanged. Written atomically; returns the path."""
+    path = Path(path)
+    format = format or SUFFIXES.get(path.suffix.lower())
+    if format not in FORMATS:
+        raise ExportError(f"unknown export format {format!r} for '{path.name}'; accepted: {', '.join(FORMATS)} "
+                          f"(or a .onnx / .pt / .ts file name).")
+    generator = getattr(vocoder, "generator", vocoder)
+    if path.is_dir():
+        raise ExportError(f"{path} is a directory; give a file name, e.g. {path / 'vocoder.onnx'}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    try:
+        if format == "onnx":
+            tmp.write_bytes(onnx_bytes(generator))
+        else:
+            files = {"config.json": json.dumps(_metadata(generator))}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, still loadable
+                torch.jit.save(torchscript_module(generator), str(tmp), _extra_files=files)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------- CLI
+
+def cmd_export(a) -> int:
+    from .vocoder import Vocoder
+
+    vocoder = Vocoder.from_pretrained(a.model)
+    fmt = a.format or SUFFIXES.get(Path(a.output).suffix.lower()) or "onnx"
+    out = export(vocoder, a.output, fmt)
+    print(f"wrote {out} ({fmt}, {out.stat().st_size / 1e6:.1f} MB) from {vocoder.name}: "
+          f"mel [batch, {vocoder.config.n_mels}, frames >= 4] -> audio [batch, 1, frames * {vocoder.config.hop_length}]")
+    return 0
+
+
+def add_export_parser(sub) -> None:
+    p = sub.add_parser("export", help="export the vocoder's generator to ONNX or TorchScript")
+    p.add_argument("--model", default=None, help="registry name or model folder (default: the shipped vocoder)")
+    p.add_argument("--format", choices=FORMATS, default=None, help="default: from the output suffix, else onnx")
+    p.add_argument("-o", "--output", required=True, help="output file (.onnx, .pt)")
+    p.set_defaults(func=cmd_export)
+
+
+__all__ = ["export", "onnx_bytes", "torchscript_module", "FORMATS", "ExportError", "add_export_parser"]

@@ -1,0 +1,235 @@
+"""Chunked and streaming vocoding with no seams: the one place for long-file and live inference.
+
+The generator is a stack of convolutions, so each output sample depends on a bounded window of mel frames: its
+*receptive field*, computed here from the layers themselves (``context_frames``). A chunk of frames ``[a, b)`` is
+vocoded from the window ``[a - left, b + right)`` and the samples of ``[a, b)`` are cut out of the result; every
+kept sample then sees exactly the inputs it sees in a one-shot run (reflection padding inside the network only
+touches the cropped margins), so the concatenated chunks equal the one-shot output up to float rounding.
+
+For the paper generator (hop 256, ratios 8-8-2-2, dilations 1-3-9) the context is 6 frames on the left and 6 on
+the right, so the *algorithmic latency* of streaming is ``right * hop / sr`` = 6 * 256 / 22050 s = 69.7 ms: audio
+for frame ``t`` can be produced once frame ``t + 6`` has arrived (plus the time to compute it, and the wait for the
+rest of a chunk when chunks are longer than one frame).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import ConfigMismatch
+from ..nn import ResidualBlock
+
+_POINTWISE = (nn.LeakyReLU, nn.ReLU, nn.Tanh, nn.Identity, nn.Dropout, nn.GELU, nn.SiLU, nn.ELU)
+_PADS = (nn.ReflectionPad1d, nn.ReplicationPad1d, nn.ConstantPad1d, nn.ZeroPad1d)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -((-a) // b)
+
+
+def input_span(module: nn.Module, lo: int, hi: int) -> tuple[int, int]:
+    """Indices ``[lo', hi']`` of ``module``'s input that output indices ``[lo, hi]`` depend on (interior of an
+    unbounded signal: padding shifts indices, it adds no dependence). Walks Sequential containers backwards."""
+    if isinstance(module, nn.Sequential):
+        for m in reversed(module):
+            lo, hi = input_span(m, lo, hi)
+        return lo, hi
+    if isinstance(module, ResidualBlock):
+        a, b = input_span(module.block, lo, hi), input_span(module.shortcut, lo, hi)
+        return min(a[0], b[0]), max(a[1], b[1])
+    if isinstance(module, nn.Conv1d):
+        (k,), (s,), (d,) = module.kernel_size, module.stride, module.dilation
+        p = module.padding[0] if isinstance(module.padding, tuple) else 0
+        if isinstance(module.padding, str):
+            raise NotImplementedError("string padding is not supported by the receptive-field walk")
+        return lo * s - p, hi * s - p + d * (k - 1)
+    if isinstance(module, nn.ConvTranspose1d):
+        (k,), (s,), (d,), (p,) = module.kernel_size, module.stride, module.dilation, module.padding
+        # output t = i * s + j * d - p for input i and tap j in [0, k)
+        return _ceil_div(lo + p - d * (k - 1), s), (hi + p) // s
+    if isinstance(module, _PADS):
+        return lo - module.padding[0], hi - module.padding[0]
+    if isinstance(module, _POINTWISE):
+        return lo, hi
+    raise NotImplementedError(f"no receptive-field rule for {type(module).__name__}")
+
+
+def _generator_of(model) -> nn.Module:
+    """The ``Generator`` behind a Vocoder, a FastVocoder or a Generator."""
+    g = getattr(model, "generator", model)
+    if not hasattr(g, "net") or not hasattr(g, "config"):
+        raise TypeError(f"expected a Vocoder, FastVocoder or Generator, got {type(model).__name__}")
+    return g
+
+
+def context_frames(model) -> tuple[int, int]:
+    """Mel frames of context ``(left, right)`` that the output samples of one frame depend on."""
+    g = _generator_of(model)
+    hop = g.config.audio.hop_length
+    lo, hi = input_span(g.net, 0, hop - 1)  # the samples of frame 0
+    return -lo, hi
+
+
+def algorithmic_latency_ms(model) -> float:
+    """Right-context frames x hop / sample rate, in ms: the look-ahead streaming needs before a frame's audio."""
+    g = _generator_of(model)
+    return context_frames(g)[1] * g.config.audio.hop_length / g.config.audio.sample_rate * 1000.0
+
+
+@dataclass(frozen=True)
+class _Window:
+    start: int  # first input frame given to the model
+    stop: int  # one past the last input frame
+    keep_from: int  # first output frame kept, relative to ``start``
+    keep_to: int  # one past the last output frame kept, relative to ``start``
+
+
+def _window(a: int, b: int, total: int, left: int, right: int) -> _Window:
+    start, stop = max(0, a - left), min(total, b + right)
+    return _Window(start, stop, a - start, b - start)
+
+
+def _as_batch(mel: torch.Tensor) -> torch.Tensor:
+    if not isinstance(mel, torch.Tensor):
+        mel = torch.as_tensor(mel, dtype=torch.float32)
+    return mel.unsqueeze(0) if mel.dim() == 2 else mel
+
+
+class StreamingVocoder:
+    """Feed log-mel chunks as they arrive; get audio back with no seams.
+
+    ``push(mel [B, n_mels, n] or [n_mels, n])`` returns the audio ``[B, 1, k * hop]`` of every frame that now has
+    its full right context, in pieces of ``chunk_frames`` frames (``k`` may be 0); ``flush()`` returns the rest at
+    the end of the stream. The concatenation equals ``model(whole_mel)`` up to float rounding.
+
+    ``model`` is anything with the Vocoder interface (``Vocoder``, the fast path ``vocoder.fast()``, or a bare
+    ``Generator``). Smaller chunks lower the latency; each chunk also computes ``left + right`` frames of context,
+    so larger chunks cost less per second of audio.
+    """
+
+    def __init__(self, model, chunk_frames: int = 32, context: tuple[int, int] | None = None):
+        if chunk_frames < 1:
+            raise ConfigMismatch(f"chunk_frames must be at least 1, got {chunk_frames}.")
+        self.model = model
+        g = _generator_of(model)
+        self.hop = g.config.audio.hop_length
+        self.sample_rate = g.config.audio.sample_rate
+        self.n_mels = g.config.audio.n_mels
+        self.left, self.right = context if context is not None else context_frames(g)
+        self.chunk_frames = chunk_frames
+        self.reset()
+
+    def reset(self) -> None:
+        self._buf: torch.Tensor | None = None  # frames [self._buf_start, self._total)
+        self._buf_start = 0
+        self._next = 0  # next frame to emit
+        self._total = 0
+
+    @property
+    def algorithmic_latency_ms(self) -> float:
+        return self.right * self.hop / self.sample_rate * 1000.0
+
+    @property
+    def chunk_latency_ms(self) -> float:
+        """Worst wait of a frame before compute: the rest of its chunk plus the right context."""
+        return (self.chunk_frames - 1 + self.right) * self.hop / self.sample_rate * 1000.0
+
+    def _run(self, a: int, b: int) -> torch.Tensor:
+        w = _window(a, b, self._total, self.left, self.right)
+        mel = self._buf[..., w.start - self._buf_start: w.stop - self._buf_start]
+        with torch.inference_mode():
+            y = self.model(mel)
+        return y[..., w.keep_from * self.hop: w.keep_to * self.hop]
+
+    def _trim(self) -> None:
+        drop = max(0, self._next - self.left) - self._buf_start
+        if drop > 0:
+            self._buf = self._buf[..., drop:]
+            self._buf_start += drop
+
+    def push(self, mel) -> torch.Tensor:
+        mel = _as_batch(mel)
+        if mel.dim() != 3 or mel.shape[1] != self.n_mels:
+            raise ConfigMismatch(f"expected mel chunks of shape [batch, {self.n_mels}, frames], got {list(mel.shape)}.")
+        if self._buf is not None and mel.shape[0] != self._buf.shape[0]:
+            raise ConfigMismatch(f"the batch size changed mid-stream ({self._buf.shape[0]} -> {mel.shape[0]}).")
+        self._buf = mel if self._buf is None else torch.cat([self._buf, mel.to(self._buf)], dim=-1)
+        self._total += mel.shape[-1]
+        out = []
+        while self._total - self.right - self._next >= self.chunk_frames:
+            a = self._next
+            out.append(self._run(a, a + self.chunk_frames))
+            self._next = a + self.chunk_frames
+        self._trim()
+        return self._cat(out, mel.shape[0])
+
+    def flush(self) -> torch.Tensor:
+        """Audio of the frames still held back (the stream ended: the end of the mel is the end of the signal)."""
+        if self._buf is None:
+            return torch.zeros(1, 1, 0)
+        out = []
+        while self._next < self._total:  # at most chunk_frames + right frames are left; keep chunks bounded
+            a, b = self._next, min(self._total, self._next + self.chunk_frames + self.right)
+            out.append(self._run(a, b))
+            self._next = b
+        y = self._cat(out, self._buf.shape[0])
+        self.reset()
+        return y
+
+    def _cat(self, parts: list[torch.Tensor], batch: int) -> torch.Tensor:
+        if parts:
+            return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+        return torch.zeros(batch, 1, 0, device=self._buf.device if self._buf is not None else "cpu")
+
+    def stream(self, mel_chunks: Iterable) -> Iterator[torch.Tensor]:
+        """Yield the audio of an iterable of mel chunks as it becomes available (non-empty pieces only)."""
+        self.reset()
+        for chunk in mel_chunks:
+            y = self.push(chunk)
+            if y.shape[-1]:
+                yield y
+        y = self.flush()
+        if y.shape[-1]:
+            yield y
+
+
+def run_chunked(fn, mel: torch.Tensor, chunk_frames: int, left: int, right: int, hop: int,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+    """``fn`` (mel -> audio) on windows of ``chunk_frames`` frames plus context, cropped and joined: equals
+    ``fn(mel)`` up to float rounding when ``(left, right)`` cover ``fn``'s receptive field."""
+    total = mel.shape[-1]
+    for a in range(0, total, chunk_frames):
+        b = min(total, a + chunk_frames)
+        w = _window(a, b, total, left, right)
+        y = fn(mel[..., w.start: w.stop])
+        if out is None:
+            out = torch.empty(mel.shape[0], 1, total * hop, device=y.device)
+        out[..., a * hop: b * hop] = y[..., w.keep_from * hop: w.keep_to * hop]
+    return out
+
+
+def vocode_long(model, mel, chunk_frames: int = 1024, context: tuple[int, int] | None = None,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+    """Vocode a long mel ``[B, n_mels, frames]`` chunk by chunk: activations stay bounded by ``chunk_frames``.
+
+    Returns ``[B, 1, frames * hop]`` float32 (or writes into ``out``, e.g. a CPU tensor for a GPU model), equal to
+    ``model(mel)`` up to float rounding. The output (4 bytes per sample) is the only buffer that grows with the
+    length; on a CPU the smaller working set is also faster (see ``studio.vocoder.fast``).
+    """
+    if chunk_frames < 1:
+        raise ConfigMismatch(f"chunk_frames must be at least 1, got {chunk_frames}.")
+    g = _generator_of(model)
+    left, right = context if context is not None else context_frames(g)
+    with torch.inference_mode():
+        return run_chunked(model, _as_batch(mel), chunk_frames, left, right, g.config.audio.hop_length, out)
+
+
+def chunks_of(mel: torch.Tensor, frames: int) -> Iterator[torch.Tensor]:
+    """Split a mel ``[B, n_mels, T]`` into consecutive pieces of ``frames`` frames (the last may be shorter)."""
+    mel = _as_batch(mel)
+    for a in range(0, mel.shape[-1], frames):
+        yield mel[..., a: a + frames]

@@ -1,0 +1,75 @@
+"""Exported generators (ONNX, TorchScript) compute what the PyTorch vocoder computes, for any number of frames."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from studio.audio import load_audio
+from studio.export import ExportError, export
+from studio.vocoder import Vocoder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A paper-size vocoder saved as a model folder (weight norm kept, as training exports it)."""
+    torch.manual_seed(0)
+    return Vocoder().save_pretrained(tmp_path_factory.mktemp("models") / "paper-vocoder", card="# test\n")
+
+
+@pytest.fixture(scope="module")
+def mels_and_refs(model_dir, piano_clip):
+    v = Vocoder.from_pretrained(model_dir)
+    x, _ = load_audio(piano_clip, 22050)
+    with torch.inference_mode():
+        mel = v.mel(torch.from_numpy(x[: 2 * 22050]))  # a real mel, 172 frames
+        mels = [mel[..., :37], torch.cat([mel, mel.flip(-1)])[..., :172]]  # two frame counts (and batch sizes)
+        return [(m, v(m)) for m in mels]
+
+
+def test_onnx_export_from_the_cli_matches_pytorch(tmp_path, model_dir, mels_and_refs):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "sub" / "vocoder.onnx"
+    r = run_cli("export", "--model", model_dir, "--format", "onnx", "-o", out, env={"OMP_NUM_THREADS": "1"})
+    assert "wrote" in r.stdout and out.is_file()
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["sample_rate"] == "22050" and meta["hop_length"] == "256"
+    for mel, ref in mels_and_refs:
+        y = session.run(None, {"mel": mel.numpy()})[0]
+        assert y.shape == tuple(ref.shape)
+        assert np.abs(y - ref.numpy()).max() < 1e-3
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit")
+def test_torchscript_export_matches_pytorch(tmp_path, model_dir, mels_and_refs):
+    v = Vocoder.from_pretrained(model_dir, fold=False)  # export folds its own copy
+    path = export(v, tmp_path / "vocoder.pt")  # the format follows the suffix
+    assert any("parametrizations" in k for k in v.generator.state_dict())
+    files = {"config.json": ""}
+    ts = torch.jit.load(str(path), _extra_files=files)
+    assert json.loads(files["config.json"])["hop_length"] == "256"
+    for mel, ref in mels_and_refs:
+        with torch.inference_mode():
+            y = ts(mel)
+        assert y.shape == ref.shape
+        assert (y - ref).abs().max() < 1e-3
+
+
+def test_export_errors_are_one_line(tmp_path, model_dir):
+    with pytest.raises(ExportError, match="accepted: onnx, torchscript"):
+        export(Vocoder.from_pretrained(model_dir), tmp_path / "vocoder.bin")
+    r = run_cli("export", "--model", tmp_path / "nowhere", "-o", tmp_path / "x.onnx", check=False)
+    assert r.returncode == 2 and r.stderr.startswith("error: no model") and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.onnx").exists()

@@ -1,0 +1,128 @@
+"""Streaming and chunked vocoding: no seams, and a latency computed from the receptive field."""
+
+import numpy as np
+import pytest
+import torch
+
+from studio.audio import AudioConfig, load_audio
+from studio.errors import ConfigMismatch
+from studio.vocoder import Generator, GeneratorConfig, Vocoder
+from studio.vocoder.streaming import StreamingVocoder, algorithmic_latency_ms, chunks_of, context_frames, vocode_long
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def paper():
+    """A random-init paper-size vocoder, weight norm folded."""
+    torch.manual_seed(0)
+    return Vocoder().fold()
+
+
+@pytest.fixture(scope="module")
+def real_mel(paper, piano_clip):
+    x, _ = load_audio(piano_clip, 22050)
+    with torch.inference_mode():
+        return paper.mel(torch.from_numpy(x[: 3 * 22050]))  # [1, 80, 258]
+
+
+@pytest.fixture(scope="module")
+def one_shot(paper, real_mel):
+    with torch.inference_mode():
+        return paper(real_mel)
+
+
+def _measured_context(generator, frames=48, f=24):
+    """Mel frames whose gradient reaches the output samples of frame ``f`` (autograd, not the layer walk)."""
+    mel = torch.randn(1, generator.config.audio.n_mels, frames, requires_grad=True)
+    hop = generator.config.audio.hop_length
+    generator(mel)[..., f * hop: (f + 1) * hop].sum().backward()
+    hit = (mel.grad[0].abs().sum(0) > 0).nonzero().flatten()
+    return f - int(hit.min()), int(hit.max()) - f
+
+
+@pytest.mark.parametrize("cfg", [
+    GeneratorConfig(channels=32),
+    GeneratorConfig(channels=32, dilations=(1, 3, 9, 27)),
+    GeneratorConfig(audio=AudioConfig(sample_rate=44100, n_fft=2048, hop_length=512, win_length=2048),
+                    channels=32, ratios=(8, 8, 4, 2)),
+])
+def test_receptive_field_walk_matches_autograd(cfg):
+    torch.manual_seed(0)
+    g = Generator(cfg)
+    assert context_frames(g) == _measured_context(g)
+
+
+def test_paper_latency_is_the_right_context():
+    left, right = context_frames(Generator())
+    assert (left, right) == (6, 6)
+    assert algorithmic_latency_ms(Generator()) == pytest.approx(6 * 256 / 22050 * 1000)  # 69.7 ms
+
+
+@pytest.mark.parametrize("chunk_frames,piece,frames", [(1, 5, 40), (8, 8, 100), (32, 100, 258), (50, 1, 120)])
+def test_streamed_audio_equals_the_one_shot_output(paper, real_mel, one_shot, chunk_frames, piece, frames):
+    mel = real_mel[..., :frames]
+    if frames < real_mel.shape[-1]:
+        with torch.inference_mode():
+            one_shot = paper(mel)
+    sv = StreamingVocoder(paper, chunk_frames=chunk_frames)
+    parts = list(sv.stream(chunks_of(mel, piece)))
+    assert all(p.shape[-1] % 256 == 0 and p.shape[-1] > 0 for p in parts)
+    y = torch.cat(parts, dim=-1)
+    assert y.shape == one_shot.shape
+    assert (y - one_shot).abs().max() < 1e-4
+
+
+def test_push_returns_audio_as_soon_as_the_right_context_arrives(paper, real_mel):
+    real_mel = real_mel[..., :60]
+    with torch.inference_mode():
+        one_shot = paper(real_mel)
+    sv = StreamingVocoder(paper, chunk_frames=4)
+    assert sv.push(real_mel[..., :9]).shape[-1] == 0  # 9 frames: 4 + 6 of look-ahead not yet there
+    assert sv.push(real_mel[..., 9:10]).shape[-1] == 4 * 256  # frame 10 completes the first chunk's context
+    rest = sv.push(real_mel[..., 10:])
+    tail = sv.flush()
+    y = torch.cat([one_shot[..., : 4 * 256], rest, tail], dim=-1)
+    assert (y - one_shot).abs().max() < 1e-4
+
+
+def test_vocode_long_and_batches_have_no_seams(paper, real_mel, one_shot):
+    assert (paper.vocode_long(real_mel, chunk_frames=37) - one_shot).abs().max() < 1e-4
+    batch = torch.cat([real_mel, real_mel.flip(-1)])[..., :64]
+    with torch.inference_mode():
+        ref = paper(batch)
+    assert (vocode_long(paper, batch, chunk_frames=20) - ref).abs().max() < 1e-4
+    y = torch.cat(list(paper.stream(chunks_of(batch, 7), chunk_frames=16)), dim=-1)
+    assert (y - ref).abs().max() < 1e-4
+
+
+def test_streaming_runs_the_fast_path_too(paper, real_mel, one_shot):
+    fast = paper.fast("fp32")
+    y = torch.cat(list(paper.stream(chunks_of(real_mel, 20), chunk_frames=20, model=fast)), dim=-1)
+    assert (y - one_shot).abs().max() < 1e-4
+
+
+def test_short_and_bad_streams():
+    torch.manual_seed(0)
+    v = Vocoder(GeneratorConfig(channels=32)).fold()
+    mel = torch.randn(1, 80, 3) - 3
+    with torch.inference_mode():
+        ref = v(mel)
+    sv = StreamingVocoder(v, chunk_frames=1)
+    assert sv.push(mel).shape[-1] == 0
+    assert torch.allclose(sv.flush(), ref, atol=1e-5)  # fewer than 4 frames: the same edge padding as one-shot
+    assert sv.flush().shape[-1] == 0
+    with pytest.raises(ConfigMismatch, match=r"\[batch, 80, frames\]"):
+        sv.push(torch.randn(1, 64, 5))
+    sv.push(torch.randn(1, 80, 5))
+    with pytest.raises(ConfigMismatch, match="batch size changed"):
+        sv.push(torch.randn(2, 80, 5))
+    with pytest.raises(ConfigMismatch, match="chunk_frames"):
+        StreamingVocoder(v, chunk_frames=0)
+    assert np.isfinite(sv.algorithmic_latency_ms)
