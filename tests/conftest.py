@@ -20,6 +20,17 @@ def pytest_configure(config):
     ARTIFACTS.mkdir(exist_ok=True)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread: on a loaded 2-core machine two threads are many times slower (and give the same result)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def rendered(tmp_path_factory) -> Path:
     """A tiny real dataset: 3 corpus pieces x (piano, violin, cello), 8 s each, in the standard layout."""

@@ -25,20 +25,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def tiny_models_dir(tmp_path_factory):
     """Tiny untrained models under the registry's default names (the real ones are tested elsewhere)."""
-    from studio.generation import VQVAE, Prior, PriorConfig, VQVAEConfig, save_generator
-    from studio.registry import DEFAULTS
-    from studio.translation import TranslatorConfig, TranslatorModel, save_translator
-    from studio.vocoder import GeneratorConfig, Vocoder
+    from app_server import tiny_models
 
-    root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    Vocoder(GeneratorConfig(channels=32)).save_pretrained(root / DEFAULTS["vocoder"], card="# tiny vocoder\n")
-    tc = TranslatorConfig(domains=("piano", "violin"), channels=32, latent=16, dilations=(1, 2), domain_dim=8)
-    save_translator(TranslatorModel(tc), root / DEFAULTS["translator"], card="# tiny translator\n")
-    save_generator(VQVAE(VQVAEConfig(channels=32, latent=16, dilations=(1, 2), codebook_size=32)),
-                   Prior(PriorConfig(vocab=32, context=32, width=32, layers=1, heads=2)),
-                   root / DEFAULTS["generator"], card="# tiny generator\n")
-    return root
+    return tiny_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")

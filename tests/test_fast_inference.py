@@ -17,13 +17,7 @@ TRAINED = any(e.name == SHIPPED for e in registry.list_models("vocoder"))
 MODES = ["fp32", "bf16", "auto"] + (["onnx"] if onnxruntime_available() else [])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a loaded 2-core machine two threads are many times slower (and give the same result)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,7 @@ from studio.vocoder import Generator, GeneratorConfig, Vocoder
 from studio.vocoder.streaming import StreamingVocoder, algorithmic_latency_ms, chunks_of, context_frames, vocode_long
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
