@@ -28,6 +28,7 @@ from studio.data import Entry, write_manifest
 from studio.errors import DatasetError
 
 from ._common import assign_splits, finalize_dataset, staging_dir
+from ._corpus import run
 
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 
@@ -234,12 +235,7 @@ def main(argv=None) -> int:
     cfg = RenderConfig(out=a.out, instruments=tuple(a.instruments), sample_rate=a.sample_rate, max_pieces=a.max_pieces,
                        soundfont=a.soundfont, midi_dir=a.midi_dir, transpose=tuple(a.transpose),
                        max_seconds=a.max_seconds, workers=a.workers, corpus_sources=tuple(a.sources))
-    try:
-        build(cfg)
-    except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run(build, cfg)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,6 @@ def evaluate_generator(generator, data_root, split: str = "test", n: int = 8, se
     from .data import fixed_clips
 
     cfg = generator.config
-    sr = generator.sample_rate
     held = [c["audio"] for c in fixed_clips(data_root, cfg, split, n, seconds, [domain])]
     ref = mel_frame_stats(held, cfg)
     g = torch.Generator().manual_seed(0)
