@@ -2,15 +2,12 @@
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import run_cli
-from studio.audio import AudioConfig, MelSpectrogram
 from studio.data import SegmentDataset
 from studio.errors import StudioError
-from studio.generation import Generator, Prior, PriorConfig, VQVAE, VQVAEConfig, save_generator
+from studio.generation import Generator, PriorConfig, VQVAEConfig
 from studio.generation.train import CodeDataset, PriorTask, PriorTrainConfig, VQVAETask, VQVAETrainConfig, encode_corpus
-from studio.metrics import mel_l1
 from studio.train.loop import LoopConfig, Trainer, seed_everything
 from studio.vocoder import GeneratorConfig, Vocoder
 

@@ -1,6 +1,5 @@
 """Music domain translation: learning, the pipeline's contract (duration, rate, channels, long inputs), the CLI."""
 
-import resource
 import subprocess
 import sys
 
@@ -10,7 +9,6 @@ import soundfile as sf
 import torch
 
 from conftest import ROOT, run_cli
-from studio.audio import AudioConfig, MelSpectrogram, save_audio
 from studio.data import SegmentDataset
 from studio.errors import StudioError
 from studio.latent import FiLM
