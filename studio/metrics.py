@@ -16,7 +16,8 @@ from .vocoder.losses import MultiResolutionSTFTLoss
 _mels: dict[AudioConfig, MelSpectrogram] = {}
 
 
-def _mel(config: AudioConfig) -> MelSpectrogram:
+def mel_transform(config: AudioConfig) -> MelSpectrogram:
+    """One cached ``MelSpectrogram`` per config (for metrics and plots)."""
     if config not in _mels:
         _mels[config] = MelSpectrogram(config)
     return _mels[config]
@@ -50,7 +51,7 @@ def mel_l1(ref, est, config: AudioConfig = AudioConfig(), *, aligned: bool = Fal
         ref, est = ref[:n], est[:n]
     else:
         ref, est = align(ref, est)
-    m = _mel(config)
+    m = mel_transform(config)
     with torch.no_grad():
         return (m(ref) - m(est)).abs().mean().item()
 
@@ -88,7 +89,7 @@ def pitch_accuracy(ref, est, sample_rate: int, tolerance_cents: float = 50.0) ->
 def mel_frame_stats(clips, config: AudioConfig = AudioConfig()) -> tuple[np.ndarray, np.ndarray]:
     """Mean ``[n_mels]`` and covariance ``[n_mels, n_mels]`` of the log-mel frames of ``clips`` (arrays at
     ``config.sample_rate``): the fixed, weight-free embedding behind ``frechet_distance``."""
-    m = _mel(config)
+    m = mel_transform(config)
     with torch.no_grad():
         frames = torch.cat([m(_as_tensor(c))[0].T for c in clips]).double().numpy()
     return frames.mean(0), np.cov(frames, rowvar=False)

@@ -11,16 +11,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from .audio import AudioConfig, MelSpectrogram  # noqa: E402
-
-_mels: dict[AudioConfig, MelSpectrogram] = {}
-
+from .audio import AudioConfig  # noqa: E402
+from .metrics import mel_transform  # noqa: E402
 
 def log_mel(audio: np.ndarray, config: AudioConfig = AudioConfig()) -> np.ndarray:
-    if config not in _mels:
-        _mels[config] = MelSpectrogram(config)
     with torch.no_grad():
-        return _mels[config](torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))[0].numpy()
+        return mel_transform(config)(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))[0].numpy()
 
 
 def mel_figure(panels: list[tuple[str, np.ndarray]], config: AudioConfig = AudioConfig(), marks: dict | None = None):

@@ -95,7 +95,7 @@ class Generator:
     @torch.inference_mode()
     def codes_to_audio(self, codes: torch.Tensor) -> np.ndarray:
         mel = chunked(self.vqvae.decode, codes, 256, 32, self.vqvae.config.down)
-        y = chunked(self.vocoder, mel, 1024, 64, self.config.hop_length)
+        y = self.vocoder.vocode_long(mel)
         return y.reshape(-1).float().cpu().numpy()
 
     @torch.inference_mode()

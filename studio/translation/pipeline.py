@@ -128,8 +128,7 @@ class Translator:
         dev = self.vocoder.device
         mel = self.vocoder.mel(torch.from_numpy(x).to(dev))
         out_mel = self.translate_mel(mel, weights)
-        y = self.vocoder.vocode_long(out_mel) if hasattr(self.vocoder, "vocode_long") else \
-            chunked(self.vocoder, out_mel, CHUNK_FRAMES, 64, self.config.hop_length)
+        y = self.vocoder.vocode_long(out_mel, CHUNK_FRAMES)
         y = y.reshape(-1).float().cpu().numpy()
         y = np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)]  # same duration as the input
         return y, self.sample_rate
