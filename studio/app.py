@@ -166,11 +166,67 @@ class Studio:
             except StudioError as e:
                 raise user_error(str(e)) from None
             title = f"sample {int(seed) + i}"
-            marks = {title: min(float(prompt_seconds), len(y) / sr)} if prompt else None
+            # the boundary: where the kept prompt ends (a prompt shorter than asked is kept whole)
+            marks = {title: min(float(prompt_seconds), prompt[0].shape[-1] / prompt[1], len(y) / sr)} if prompt else None
             files.append(self.write(y, sr, f"piano-seed{int(seed) + i}"))
             images.append((self.figure([(title, y)], g.config, "gen", marks), title))
         info = f"{count} sample(s) of {float(seconds):.1f} s in {time.perf_counter() - start:.1f} s with `{g.name}`."
         return files[0], images, files, info
+
+    def interpolate_generator(self, path_a, path_b, mode, steps, seconds, progress=gr.Progress()):
+        return self.interpolate("generator", path_a, path_b, mode, steps, seconds, None, progress)
+
+    def interpolate_translator(self, path_a, path_b, mode, steps, seconds, target, progress=gr.Progress()):
+        return self.interpolate("translator", path_a, path_b, mode, steps, seconds, target, progress)
+
+    def interpolate(self, space, path_a, path_b, mode, steps, seconds, target, progress):
+        """Interpolate two uploads in the generator's (``space="generator"``) or the translator's latent space."""
+        from .explore import interpolate
+
+        model = self.generator() if space == "generator" else self.translator()
+        a = self.load(path_a, "clip A")
+        b = self.load(path_b, "clip B")
+        morph = mode == "Morph over time"
+        progress(0.2, desc="interpolating")
+        try:
+            r = interpolate(model, a[0], b[0], a[1], b[1], steps=int(steps), morph=morph, seconds=float(seconds),
+                            target=target if space == "translator" else None)
+        except StudioError as e:
+            raise user_error(str(e)) from None
+        progress(0.9, desc="drawing")
+        sr = r.sample_rate
+        gap = np.zeros(int(0.25 * sr), dtype=np.float32)  # the steps one after the other, a short pause between
+        joined = np.concatenate([x for y in r.audio for x in (y, gap)][:-1])
+        files = [self.write(y, sr, f"interp-{t.replace(' ', '').replace('=', '')}") for y, t in zip(r.audio, r.titles())]
+        panels = [("A", r.a)] + list(zip(r.titles(), r.audio)) + [("B", r.b)]
+        fig = self.figure(panels, model.config, "interpolate")
+        what = "a morph from A to B" if morph else f"{len(r.audio)} steps from A to B"
+        info = f"{what}, {float(seconds):.1f} s each, through `{model.name}`" + (
+            f" decoded as **{target}**" if space == "translator" else " (VQ-VAE latents)") + "."
+        return self.write(joined, sr, "interpolation"), fig, files, info
+
+    def estimates(self, progress=gr.Progress()):
+        """The planner on this machine for each shipped model's training run, next to the card's figures."""
+        from .plan import estimate_shipped
+
+        rows = ["| model | card: steps, wall time, hardware | this machine: s/step | this machine: time for the card's steps |",
+                "|---|---|---|---|"]
+        for model in progress.tqdm(["vocoder", "translator", "vqvae", "prior"], desc="measuring"):
+            try:
+                p = estimate_shipped(model)
+            except (StudioError, KeyError) as e:
+                rows.append(f"| {model} | – | could not measure: {e} | – |")
+                continue
+            shipped = next((t for t in p.targets if t["name"].startswith("shipped")), None)
+            if shipped is None:
+                rows.append(f"| {model} | no training record in its config.json | {p.seconds_per_step:.2f} "
+                            f"(batch {p.batch}, {p.precision}) | – |")
+                continue
+            rows.append(f"| {model} | {shipped['steps']:,} steps; {shipped['source'].split(': ', 1)[1]} | "
+                        f"{p.seconds_per_step:.2f} (batch {p.batch}, {p.precision}) | {shipped['seconds'] / 60:.1f} min |")
+        return "\n".join(rows) + ("\n\nMeasured now with `studio plan` (2 real training steps each after warm-up, "
+                                  "on synthetic batches); run `studio plan MODEL --data DIR` for your own data and "
+                                  "settings.")
 
     def compare(self, path, progress=gr.Progress()):
         from .vocoder import GriffinLim
@@ -194,6 +250,15 @@ class Studio:
         return self.write(y_melgan, out_sr, "melgan"), self.write(y_gl, out_sr, "griffin-lim"), fig, table
 
 
+def _training_line(entry) -> str:
+    """'Trained: N steps in M min on HW' from the model's training record (config.json)."""
+    recs = entry.training
+    recs = {k: v for k, v in recs.items() if isinstance(v, dict)} or ({entry.kind: recs} if recs else {})
+    parts = [f"{stage}: {r['steps']:,} steps at batch {r.get('batch', '?')} in {r.get('wall_minutes', '?')} min on "
+             f"{r.get('hardware', '?')}" for stage, r in recs.items() if "steps" in r]
+    return ("**Trained** — " + "; ".join(parts) + "\n\n") if parts else ""
+
+
 def models_markdown() -> str:
     from .separation import demucs_dir
 
@@ -205,7 +270,7 @@ def models_markdown() -> str:
     if not entries:
         parts.append("**No models are installed.**")
     for e in entries:
-        parts.append(f"---\n### {e.name} ({e.kind})\n\n{e.card}")
+        parts.append(f"---\n### {e.name} ({e.kind})\n\n{_training_line(e)}{e.card}")
     return "\n\n".join(parts)
 
 
@@ -235,14 +300,26 @@ def build(studio: Studio) -> gr.Blocks:
                         t_stem = gr.Dropdown(["other", "bass", "vocals", "drums"], value="other", label="Stem",
                                              interactive=stem_reason is None)
                     t_go = gr.Button("Translate", variant="primary")
+                    with gr.Accordion("Interpolate two clips (universal encoder)", open=False):
+                        ti_a = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip A",
+                                        elem_id="ti-a")
+                        ti_b = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip B",
+                                        elem_id="ti-b")
+                        ti_mode = gr.Radio(["Steps", "Morph over time"], value="Steps", label="Mode")
+                        ti_steps = gr.Slider(2, 8, value=4, step=1, label="Steps")
+                        ti_seconds = gr.Slider(1, 15, value=4, step=0.5, label="Seconds")
+                        ti_go = gr.Button("Interpolate through the translator")
                     if not domains:
                         gr.Markdown("No translator model is installed: see the Models tab.")
                 with gr.Column():
                     t_out = gr.Audio(label="Translated", type="filepath", interactive=False)
                     t_info = gr.Markdown()
                     t_fig = gr.Image(label="Mel spectrograms: before / after", type="filepath")
+                    t_files = gr.File(label="Downloads", file_count="multiple")
             t_go.click(studio.translate, [t_in, t_target, t_use_stem, t_stem, t_blend_with, t_blend],
                        [t_out, t_fig, t_info], api_name="translate")
+            ti_go.click(studio.interpolate_translator, [ti_a, ti_b, ti_mode, ti_steps, ti_seconds,
+                        t_target], [t_out, t_fig, t_files, t_info], api_name="interpolate_translator")
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column():
@@ -255,6 +332,15 @@ def build(studio: Studio) -> gr.Blocks:
                         g_prompt = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Prompt")
                         g_prompt_s = gr.Slider(0.5, 15, value=3, step=0.5, label="Seconds of the prompt to keep")
                     g_go = gr.Button("Generate piano", variant="primary")
+                    with gr.Accordion("Interpolate two clips (VQ-VAE latents)", open=False):
+                        gi_a = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip A",
+                                        elem_id="gi-a")
+                        gi_b = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip B",
+                                        elem_id="gi-b")
+                        gi_mode = gr.Radio(["Steps", "Morph over time"], value="Steps", label="Mode")
+                        gi_steps = gr.Slider(2, 8, value=4, step=1, label="Steps")
+                        gi_seconds = gr.Slider(1, 15, value=4, step=0.5, label="Seconds")
+                        gi_go = gr.Button("Interpolate")
                 with gr.Column():
                     g_audio = gr.Audio(label="First sample", type="filepath", interactive=False)
                     g_info = gr.Markdown()
@@ -262,6 +348,9 @@ def build(studio: Studio) -> gr.Blocks:
                     g_files = gr.File(label="Downloads", file_count="multiple")
             g_go.click(studio.generate, [g_seconds, g_temp, g_topk, g_seed, g_count, g_prompt, g_prompt_s],
                        [g_audio, g_gallery, g_files, g_info], api_name="generate")
+            gi_fig = gr.Image(label="Interpolation: mel spectrograms", type="filepath")
+            gi_go.click(studio.interpolate_generator, [gi_a, gi_b, gi_mode, gi_steps, gi_seconds],
+                        [g_audio, gi_fig, g_files, g_info], api_name="interpolate")
         with gr.Tab("Vocoder"):
             with gr.Row():
                 with gr.Column():
@@ -274,6 +363,11 @@ def build(studio: Studio) -> gr.Blocks:
             v_fig = gr.Image(label="Mel spectrograms", type="filepath")
             v_go.click(studio.compare, [v_in], [v_melgan, v_gl, v_fig, v_table], api_name="compare")
         with gr.Tab("Models"):
+            with gr.Row():
+                m_go = gr.Button("Estimate training time on this machine")
+            m_table = gr.Markdown("How long would the shipped models' training runs take here? The button runs a "
+                                  "few real training steps of each (about half a minute).")
+            m_go.click(studio.estimates, [], [m_table], api_name="estimates")
             gr.Markdown(models_markdown())
     return demo
 

@@ -11,13 +11,21 @@ from pathlib import Path
 from .errors import StudioError
 
 
-def _add_loop_args(p: argparse.ArgumentParser, max_steps: int, batch: int) -> None:
+def _add_loop_args(p: argparse.ArgumentParser, max_steps: int, batch: int, plan: bool = False) -> None:
     g = p.add_argument_group("training loop")
     g.add_argument("--data", required=True, help="dataset folder with manifest.csv (see data_recipes/)")
-    g.add_argument("--out", required=True, help="run folder: checkpoint, TensorBoard logs, exported model")
-    g.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.safetensors at its exact step")
+    if plan:
+        g = p.add_argument_group("plan")
+        g.add_argument("--steps", type=int, default=5, help="timed training steps (after the warm-up)")
+        g.add_argument("--warmup", type=int, default=2, help="untimed steps first (plus one at half the batch)")
+        g.add_argument("--json", default=None, help="also write the plan to this JSON file ('-' for stdout only)")
+        g = p.add_argument_group("the training run being planned (same flags as studio train)")
+    else:
+        g.add_argument("--out", required=True, help="run folder: checkpoint, TensorBoard logs, exported model")
+        g.add_argument("--resume", action="store_true",
+                       help="continue from <out>/checkpoint.safetensors at its exact step")
     g.add_argument("--max-steps", type=int, default=max_steps)
-    g.add_argument("--batch-size", type=int, default=batch, help="per process")
+    g.add_argument("--batch-size", "--batch", type=int, default=batch, help="per process")
     g.add_argument("--val-every", type=int, default=500)
     g.add_argument("--ckpt-every", type=int, default=500)
     g.add_argument("--log-every", type=int, default=10)
@@ -65,15 +73,33 @@ def _run_task(a, task_cls, cfg_cls, build_cfg, dataset_fn) -> int:
     from .train.checkpoint import read_checkpoint_meta
     from .train.loop import CHECKPOINT, Trainer, seed_everything
 
-    ckpt = Path(a.out) / CHECKPOINT
-    if a.resume and ckpt.is_file():  # the run's own config wins on resume
+    planning = getattr(a, "plan", False)
+    ckpt = Path(a.out) / CHECKPOINT if not planning else None
+    if not planning and a.resume and ckpt.is_file():  # the run's own config wins on resume
         cfg = from_dict(cfg_cls, read_checkpoint_meta(ckpt)["extra"]["config"])
     else:
         cfg = build_cfg(from_dict(cfg_cls, load_json(a.config)) if a.config else cfg_cls())
     seed_everything(a.seed)
-    task = task_cls(cfg, a.data)
+    task = task_cls(cfg, None if planning else a.data)  # a plan needs no validation clips
+    if planning:
+        return _plan(a, task, dataset_fn(cfg))
     summary = Trainer(task, dataset_fn(cfg), _loop_config(a), a.out, resume=a.resume).fit()
     print(json.dumps({k: summary[k] for k in ("step", "steps_run", "seconds_per_step", "val")}))
+    return 0
+
+
+def _plan(a, task, dataset) -> int:
+    from .plan import format_plan, measure
+
+    p = measure(a.model, task, dataset, a.data, batch=a.batch_size, device=a.device, precision=a.precision,
+                threads=a.threads, steps=a.steps, warmup=a.warmup, max_steps=a.max_steps,
+                domains=getattr(a, "domains", None), seed=a.seed)
+    if a.json == "-":
+        print(json.dumps(p.to_dict(), indent=2))
+    else:
+        print(format_plan(p))
+        if a.json:
+            Path(a.json).write_text(json.dumps(p.to_dict(), indent=2))
     return 0
 
 
@@ -111,15 +137,16 @@ def cmd_train_prior(a) -> int:
     from .generation.pipeline import load_vqvae
     from .generation.train import CodeDataset, PriorTask, PriorTrainConfig, encode_corpus
 
-    vqvae_dir = a.vqvae
-    if a.resume and (Path(a.out) / "checkpoint.safetensors").is_file():
+    planning = getattr(a, "plan", False)
+    vqvae_dir = a.vqvae or (registry_default("generator") if planning else None)
+    if not planning and a.resume and (Path(a.out) / "checkpoint.safetensors").is_file():
         from .train.checkpoint import read_checkpoint_meta
         vqvae_dir = read_checkpoint_meta(Path(a.out) / "checkpoint.safetensors")["extra"]["config"]["vqvae"]
     if not vqvae_dir:
         raise StudioError("give the trained VQ-VAE with --vqvae DIR (e.g. runs/vqvae/export).")
     vqvae = load_vqvae(vqvae_dir)
     train_codes = encode_corpus(vqvae, a.data, "train", a.domains)
-    val_codes = encode_corpus(vqvae, a.data, "valid", a.domains)
+    val_codes = [] if planning else encode_corpus(vqvae, a.data, "valid", a.domains)
 
     def build(cfg):
         return replace(cfg, vqvae=str(vqvae_dir), lr=a.lr or cfg.lr,
@@ -131,6 +158,12 @@ def cmd_train_prior(a) -> int:
                      lambda cfg: CodeDataset(train_codes, cfg.model.context, a.seed))
 
 
+def registry_default(kind: str) -> str:
+    from .registry import DEFAULTS
+
+    return DEFAULTS[kind]
+
+
 def cmd_generate(a) -> int:
     from .audio import save_audio
     from .generation import Generator
@@ -138,11 +171,51 @@ def cmd_generate(a) -> int:
     g = Generator.from_pretrained(a.model, vocoder=a.vocoder)
     out = Path(a.output)
     out.mkdir(parents=True, exist_ok=True)
+    if a.prompt and a.plot:
+        from .audio import load_audio
+
+        x, x_sr = load_audio(a.prompt, None)
+        prompt_s = len(x) / x_sr
     for i in range(a.n):
         audio, sr = g.generate(a.seconds, a.temperature, seed=a.seed + i, prompt=a.prompt,
                                prompt_seconds=a.prompt_seconds, top_k=a.top_k, top_p=a.top_p)
         path = save_audio(out / f"sample_{a.seed + i:03d}.wav", audio, sr)
         print(f"wrote {path} ({len(audio) / sr:.2f} s)")
+        if a.plot:  # the spectrogram, with the end of the kept prompt marked
+            from .plots import figure_png, mel_figure
+
+            title = f"sample {a.seed + i}"
+            kept = min(a.prompt_seconds or a.seconds, prompt_s, len(audio) / sr) if a.prompt else None
+            fig = mel_figure([(title, audio)], g.config, {title: kept} if kept else None)
+            print(f"wrote {figure_png(fig, path.with_suffix('.png'))}")
+    return 0
+
+
+def cmd_interpolate(a) -> int:
+    from .audio import save_audio
+    from .explore import interpolate
+    from .plots import figure_png, mel_figure
+    from .registry import DEFAULTS, resolve
+
+    entry = resolve(a.model or DEFAULTS["generator"])
+    if entry.kind == "translator":
+        from .translation import Translator
+
+        model = Translator.from_pretrained(entry.path, vocoder=a.vocoder)
+    elif entry.kind == "generator":
+        from .generation import Generator
+
+        model = Generator.from_pretrained(entry.path, vocoder=a.vocoder)
+    else:
+        raise StudioError(f"{entry.name} is a {entry.kind}; interpolate through a generator or a translator.")
+    r = interpolate(model, a.a, a.b, steps=a.steps, morph=a.morph, seconds=a.seconds, target=a.to)
+    out = Path(a.output)
+    out.mkdir(parents=True, exist_ok=True)
+    names = ["morph.wav"] if r.morph else [f"step_{i:02d}_alpha_{x:.2f}.wav" for i, x in enumerate(r.alphas)]
+    for name, y in zip(names, r.audio):
+        print(f"wrote {save_audio(out / name, y, r.sample_rate)} ({len(y) / r.sample_rate:.2f} s)")
+    panels = [("A", r.a)] + list(zip(r.titles(), r.audio)) + [("B", r.b)]
+    print(f"wrote {figure_png(mel_figure(panels, model.config), out / 'interpolation.png')}")
     return 0
 
 
@@ -227,14 +300,11 @@ def cmd_models(a) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="studio", description="MelGAN Studio: vocoder, translation, generation.")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    train = sub.add_parser("train", help="train a model").add_subparsers(dest="model", required=True)
+def _add_train_parsers(train, plan: bool) -> None:
+    """The parsers of ``studio train X``; ``studio plan X`` gets the very same flags (it plans that run)."""
     tv = train.add_parser("vocoder", help="train the MelGAN vocoder (paper settings by default)",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_loop_args(tv, max_steps=400_000, batch=16)
+    _add_loop_args(tv, max_steps=400_000, batch=16, plan=plan)
     g = tv.add_argument_group("vocoder")
     g.add_argument("--segment-length", type=int, default=None, help="samples per training segment (paper: 8192)")
     g.add_argument("--lambda-stft", type=float, default=None, help="weight of the auxiliary MR-STFT loss (paper: 0)")
@@ -245,7 +315,53 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ratios", type=int, nargs="+", default=None, help="upsampling ratios; product = hop (paper: 8 8 2 2)")
     g.add_argument("--sample-rate", type=int, default=None, help="e.g. 44100 (then give --hop-length and --ratios)")
     g.add_argument("--hop-length", type=int, default=None)
-    tv.set_defaults(func=cmd_train_vocoder)
+    tv.set_defaults(plan=plan, func=cmd_train_vocoder)
+
+    tt = train.add_parser("translator", help="train the music domain translator on a multi-domain dataset",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_loop_args(tt, max_steps=20_000, batch=16, plan=plan)
+    g = tt.add_argument_group("translator")
+    g.add_argument("--domains", nargs="+", default=None, help="domains to learn (default: all in the manifest)")
+    g.add_argument("--confusion", type=float, default=None, help="domain-confusion weight (0.01; 0 = off)")
+    g.add_argument("--channels", type=int, default=None)
+    g.add_argument("--segment-length", type=int, default=None)
+    g.add_argument("--lr", type=float, default=None)
+    tt.set_defaults(plan=plan, func=cmd_train_translator)
+
+    tq = train.add_parser("vqvae", help="train the VQ-VAE over mel frames (piano by default)",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_loop_args(tq, max_steps=20_000, batch=16, plan=plan)
+    g = tq.add_argument_group("vq-vae")
+    g.add_argument("--domains", nargs="+", default=["piano"])
+    g.add_argument("--channels", type=int, default=None)
+    g.add_argument("--codebook-size", type=int, default=None)
+    g.add_argument("--segment-length", type=int, default=None)
+    g.add_argument("--lr", type=float, default=None)
+    tq.set_defaults(plan=plan, func=cmd_train_vqvae)
+
+    tp = train.add_parser("prior", help="train the Transformer prior over a trained VQ-VAE's codes",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_loop_args(tp, max_steps=20_000, batch=32, plan=plan)
+    g = tp.add_argument_group("prior")
+    g.add_argument("--vqvae", default=None, help="the trained VQ-VAE folder (a run's export/)")
+    g.add_argument("--domains", nargs="+", default=["piano"])
+    g.add_argument("--width", type=int, default=None)
+    g.add_argument("--layers", type=int, default=None)
+    g.add_argument("--context", type=int, default=None)
+    g.add_argument("--lr", type=float, default=None)
+    tp.set_defaults(plan=plan, func=cmd_train_prior)
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="studio", description="MelGAN Studio: vocoder, translation, generation.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model").add_subparsers(dest="model", required=True)
+    _add_train_parsers(train, plan=False)
+    plan = sub.add_parser("plan", help="measure a training run before starting it: time per step, memory, "
+                          "time to the shipped model's and the paper's step counts, data checks")
+    _add_train_parsers(plan.add_subparsers(dest="model", required=True), plan=True)
 
     v = sub.add_parser("vocode", help="resynthesize an audio file through a vocoder (mel -> audio)")
     v.add_argument("input", help="audio file (wav, flac, ogg, mp3...)")
@@ -254,40 +370,6 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--griffin-lim", action="store_true", help="use the Griffin-Lim baseline instead of MelGAN")
     v.add_argument("--iterations", type=int, default=32, help="Griffin-Lim iterations")
     v.set_defaults(func=cmd_vocode)
-
-    tt = train.add_parser("translator", help="train the music domain translator on a multi-domain dataset",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_loop_args(tt, max_steps=20_000, batch=16)
-    g = tt.add_argument_group("translator")
-    g.add_argument("--domains", nargs="+", default=None, help="domains to learn (default: all in the manifest)")
-    g.add_argument("--confusion", type=float, default=None, help="domain-confusion weight (0.01; 0 = off)")
-    g.add_argument("--channels", type=int, default=None)
-    g.add_argument("--segment-length", type=int, default=None)
-    g.add_argument("--lr", type=float, default=None)
-    tt.set_defaults(func=cmd_train_translator)
-
-    tq = train.add_parser("vqvae", help="train the VQ-VAE over mel frames (piano by default)",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_loop_args(tq, max_steps=20_000, batch=16)
-    g = tq.add_argument_group("vq-vae")
-    g.add_argument("--domains", nargs="+", default=["piano"])
-    g.add_argument("--channels", type=int, default=None)
-    g.add_argument("--codebook-size", type=int, default=None)
-    g.add_argument("--segment-length", type=int, default=None)
-    g.add_argument("--lr", type=float, default=None)
-    tq.set_defaults(func=cmd_train_vqvae)
-
-    tp = train.add_parser("prior", help="train the Transformer prior over a trained VQ-VAE's codes",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_loop_args(tp, max_steps=20_000, batch=32)
-    g = tp.add_argument_group("prior")
-    g.add_argument("--vqvae", default=None, help="the trained VQ-VAE folder (a run's export/)")
-    g.add_argument("--domains", nargs="+", default=["piano"])
-    g.add_argument("--width", type=int, default=None)
-    g.add_argument("--layers", type=int, default=None)
-    g.add_argument("--context", type=int, default=None)
-    g.add_argument("--lr", type=float, default=None)
-    tp.set_defaults(func=cmd_train_prior)
 
     gen = sub.add_parser("generate", help="generate new piano music")
     gen.add_argument("--seconds", type=float, default=8.0)
@@ -301,7 +383,20 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prompt-seconds", type=float, default=None, help="seconds of the prompt to keep")
     gen.add_argument("--model", default=None)
     gen.add_argument("--vocoder", default=None)
+    gen.add_argument("--plot", action="store_true", help="also write each sample's spectrogram (prompt end marked)")
     gen.set_defaults(func=cmd_generate)
+
+    it = sub.add_parser("interpolate", help="interpolate two clips in a generator's or translator's latent space")
+    it.add_argument("a", help="clip A (audio file)")
+    it.add_argument("b", help="clip B (audio file)")
+    it.add_argument("-o", "--output", required=True, help="output folder (WAVs and interpolation.png)")
+    it.add_argument("--steps", type=int, default=5, help="clips from A to B, ends included")
+    it.add_argument("--morph", action="store_true", help="one clip morphing from A to B over time instead")
+    it.add_argument("--seconds", type=float, default=4.0, help="length of every clip (shorter inputs are looped)")
+    it.add_argument("--model", default=None, help="a generator (default: the shipped one) or a translator")
+    it.add_argument("--to", default=None, help="with a translator: the instrument to decode to")
+    it.add_argument("--vocoder", default=None)
+    it.set_defaults(func=cmd_interpolate)
 
     t = sub.add_parser("translate", help="play a clip on another instrument")
     t.add_argument("input", help="audio file")

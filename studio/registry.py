@@ -1,14 +1,16 @@
 """Model registry: names in ``models/`` -> (card, config, weights).
 
-A model is a folder holding ``config.json`` (``{"kind": ..., "config": {...}}``), ``model.safetensors`` and a
-``README.md`` card. ``resolve`` takes a registry name or a folder path. The models folder is the repository's
+A model is a folder holding ``config.json`` (``{"kind": ..., "config": {...}, "training": {...}}``),
+``model.safetensors`` and a ``README.md`` card. ``training`` (optional) is the card's run in numbers: steps, batch,
+wall_minutes, hardware (a generator holds one record per stage: ``vqvae``, ``prior``); ``studio plan`` and the
+app's Models tab read it. ``resolve`` takes a registry name or a folder path. The models folder is the repository's
 ``models/`` unless ``STUDIO_MODELS_DIR`` names another.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import load_json
@@ -32,6 +34,7 @@ class ModelEntry:
     path: Path
     kind: str
     config: dict
+    training: dict = field(default_factory=dict)
 
     @property
     def weights(self) -> Path:
@@ -60,7 +63,7 @@ def resolve(name_or_path: str | os.PathLike, kind: str | None = None) -> ModelEn
         raise ModelNotFound(f"{p} holds a {found!r} model, not a {kind!r}.")
     if not (p / WEIGHTS).is_file():
         raise ModelNotFound(f"{p} has no {WEIGHTS}.")
-    return ModelEntry(p.name, p, found, cfg.get("config", {}))
+    return ModelEntry(p.name, p, found, cfg.get("config", {}), cfg.get("training", {}))
 
 
 def list_models(kind: str | None = None) -> list[ModelEntry]:
@@ -71,5 +74,6 @@ def list_models(kind: str | None = None) -> list[ModelEntry]:
             if (p / CONFIG).is_file() and (p / WEIGHTS).is_file():
                 cfg = load_json(p / CONFIG)
                 if kind is None or cfg.get("kind") == kind:
-                    out.append(ModelEntry(p.name, p, cfg.get("kind"), cfg.get("config", {})))
+                    out.append(ModelEntry(p.name, p, cfg.get("kind"), cfg.get("config", {}), cfg.get("training", {})))
     return out
+

@@ -127,3 +127,61 @@ def test_browser_upload_translate_and_screenshot(server, clip):
     with urllib.request.urlopen(href if href.startswith("http") else server.rstrip("/") + href) as r:
         data = r.read()
     assert data[:4] == b"RIFF" and len(data) > 8 * 22050 * 2
+
+
+def test_api_interpolate_and_training_estimates(server, clip, rendered, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from studio.data import read_manifest
+
+    other = next(e for e in read_manifest(rendered, "train") if e.domain == "cello")
+    c = Client(server, verbose=False)
+    joined, fig, files, info = c.predict(handle_file(str(clip)), handle_file(str(rendered / other.path)), "Steps", 3,
+                                         2, api_name="/interpolate")
+    assert len(files) == 3 and all(abs(sf.info(f).duration - 2.0) < 0.01 for f in files)
+    assert abs(sf.info(joined).duration - (3 * 2.0 + 2 * 0.25)) < 0.01 and fig.endswith(".png") and "3 steps" in info
+    joined, fig, files, info = c.predict(handle_file(str(clip)), handle_file(str(rendered / other.path)),
+                                         "Morph over time", 3, 2, "violin", api_name="/interpolate_translator")
+    assert len(files) == 1 and abs(sf.info(joined).duration - 2.0) < 0.01 and "violin" in info
+    table = c.predict(api_name="/estimates")
+    for model in ("vocoder", "translator", "vqvae", "prior"):
+        assert re.search(rf"\| {model} \|.*\| [\d.]+ \(batch \d+", table), table
+
+
+def test_browser_exploration_controls_and_screenshots(server, clip, rendered):
+    from playwright.sync_api import sync_playwright
+
+    from studio.data import read_manifest
+
+    other = rendered / next(e for e in read_manifest(rendered, "train") if e.domain == "cello").path
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--disable-quic", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1400})
+            page.goto(server)
+            page.wait_for_selector("input[type=file]", state="attached", timeout=60_000)
+            # Translate tab: the instrument blend and the interpolation controls
+            page.get_by_text("Blend and stems").click()
+            page.get_by_text("Interpolate two clips (universal encoder)").click()
+            page.get_by_role("button", name="Interpolate through the translator", exact=True).wait_for()
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(ARTIFACTS / "explore-translate.png"), full_page=True)
+            # Generate tab: interpolate two uploads, morph over time
+            page.get_by_role("tab", name="Generate").click()
+            page.get_by_text("Interpolate two clips (VQ-VAE latents)").click()
+            button = page.get_by_role("button", name="Interpolate", exact=True)
+            button.wait_for()
+            page.locator("#gi-a input[type=file]").set_input_files(str(clip))
+            page.locator("#gi-b input[type=file]").set_input_files(str(other))
+            page.get_by_text("Morph over time").last.click()
+            page.wait_for_timeout(1000)
+            button.click()
+            page.get_by_text(re.compile(r"a morph from A to B")).wait_for(timeout=120_000)
+            page.wait_for_selector("img[src*='interpolate']", timeout=30_000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(ARTIFACTS / "explore-generate.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "explore-generate.png").stat().st_size > 20_000

@@ -15,7 +15,7 @@ import torch
 from .. import registry
 from ..audio import load_audio, prepare_audio
 from ..config import from_dict, save_json, to_dict
-from ..errors import ConfigMismatch, StudioError
+from ..errors import ConfigMismatch, ModelNotFound, StudioError
 from ..nn import chunked
 from ..train.checkpoint import atomic_save_tensors, load_tensors
 from ..vocoder import Vocoder
@@ -34,9 +34,17 @@ def save_vqvae(vqvae: VQVAE, folder) -> Path:
 
 
 def load_vqvae(name_or_dir, device="cpu") -> VQVAE:
-    entry = registry.resolve(name_or_dir, kind="vqvae")
-    m = VQVAE(from_dict(VQVAEConfig, entry.config))
-    m.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_tensors(entry.weights)[0].items()})
+    """A VQ-VAE folder (a run's ``export/``), or the VQ-VAE inside a generator (e.g. the shipped one)."""
+    entry = registry.resolve(name_or_dir)
+    tensors = load_tensors(entry.weights)[0]
+    if entry.kind == "generator":
+        config, tensors = entry.config["vqvae"], {k[6:]: v for k, v in tensors.items() if k.startswith("vqvae.")}
+    elif entry.kind == "vqvae":
+        config = entry.config
+    else:
+        raise ModelNotFound(f"{entry.path} holds a {entry.kind!r} model, not a VQ-VAE or a generator.")
+    m = VQVAE(from_dict(VQVAEConfig, config))
+    m.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
     return m.to(device).eval()
 
 

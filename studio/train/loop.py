@@ -23,7 +23,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..data import StepSampler
+from ..data import StepSampler, summarize
+from ..errors import StudioError
 from .checkpoint import _rng_state, _set_rng_state, load_checkpoint, read_checkpoint_meta, save_checkpoint
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -178,6 +179,22 @@ class Trainer:
             self.writer.add_scalar(f"val/{k}", v, self.step)
         return metrics
 
+    def _estimate(self, per: float, done: int) -> str:
+        """The same estimate as ``studio plan``, from this run's own first steps."""
+        from ..plan import PeakMemory, format_estimate, item_seconds, targets
+
+        rows = []
+        try:
+            hours = sum(summarize(self.dataset.root).get("train", {}).values()) if hasattr(self.dataset, "root") else 0.0
+            rows = targets(self.task.name, per, self.cfg.batch_size * self.world, item_seconds(self.task.name, self.task),
+                           hours)
+        except (KeyError, AttributeError, StudioError):  # a task or dataset the planner does not know
+            pass
+        dev = self.task.device
+        peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else PeakMemory.lifetime_peak()
+        return format_estimate(self.task.name, per, done, self.step, self.cfg.max_steps, rows, peak / 2**20,
+                               "CUDA max allocated" if dev.type == "cuda" else "process peak RSS")
+
     def _replica_checksums(self) -> list[dict[str, str]]:
         mine = {k: param_checksum(m) for k, m in self.task.nets.items()}
         if self.world == 1:
@@ -218,11 +235,9 @@ class Trainer:
                     self.writer.add_scalar("train/step_seconds", time.monotonic() - t0, self.step)
                     history.append({"step": self.step, **logs})
                 done = self.step - start_step
-                if not estimate_printed and done == min(5, cfg.max_steps - start_step):
+                if not estimate_printed and done == min(5, cfg.max_steps - start_step) and self.rank == 0:
                     estimate_printed = True
-                    per = (time.monotonic() - start) / done
-                    self.log(f"[{self.task.name}] {per:.2f} s/step ({3600 / per:.0f} steps/h) over the first {done} "
-                             f"steps; {cfg.max_steps - self.step} steps left ≈ {(cfg.max_steps - self.step) * per / 60:.1f} min")
+                    self.log(self._estimate((time.monotonic() - start) / done, done))
                 if cfg.val_every and self.step % cfg.val_every == 0:
                     val = self._validate()
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:

@@ -1,0 +1,401 @@
+"""``studio plan``: measure a training run before starting it.
+
+Runs a few real training steps of the user's config on the user's device and data (after warm-up), then answers
+the questions users otherwise find out after days: seconds per step, peak memory and whether the next batch size
+fits, the wall time to reach the shipped model's step count (from its card) and the paper's, the epochs that
+implies, and whether the dataset is below the documented minimum (README, "How much data").
+
+The same estimate is what ``studio train`` prints after its own first steps (``format_estimate``).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from . import registry
+from torch.utils.data import Dataset
+
+from .data import StepSampler, summarize
+from .errors import DatasetError
+
+# Minimum training audio per model, in hours (documented with its reasons in README.md, "How much data").
+MIN_HOURS = {
+    "vocoder": ("total", 1.0),
+    "translator": ("per domain", 0.25),
+    "vqvae": ("per domain", 0.25),
+    "prior": ("per domain", 0.25),
+}
+MIN_HOURS_SOURCE = "README.md, section 'How much data'"
+
+# Step counts of published settings; None where the paper gives no comparable count.
+PAPER_STEPS = {
+    "vocoder": (400_000, "MelGAN paper (Kumar et al. 2019): 400k iterations at batch 16"),
+}
+
+
+def _shipped_training(model: str) -> tuple[str, dict] | None:
+    """The ``training`` record of the shipped model matching ``model`` (from its config.json), if installed."""
+    kind = {"vocoder": "vocoder", "translator": "translator", "vqvae": "generator", "prior": "generator"}[model]
+    try:
+        entry = registry.resolve(registry.DEFAULTS[kind], kind=kind)
+    except Exception:  # noqa: BLE001 - no shipped model: the plan just lacks that row
+        return None
+    record = entry.training.get(model, {}) if kind == "generator" else entry.training
+    return (entry.name, record) if record.get("steps") else None
+
+
+class PeakMemory:
+    """Peak memory while the block runs: process RSS sampled every 2 ms on the CPU, max allocated on CUDA."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak = 0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def lifetime_peak() -> int:
+        """The process's peak RSS since it started (bytes)."""
+        scale = 1 if platform.system() == "Darwin" else 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+    @staticmethod
+    def rss() -> int:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:  # not Linux: the lifetime peak is the best available
+            return PeakMemory.lifetime_peak()
+
+    def _watch(self):
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self.rss())
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self.peak = self.rss()
+            self._thread = threading.Thread(target=self._watch, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, self.rss())
+
+
+def memory_limit(device: torch.device) -> int:
+    """Bytes this process could use: device memory on CUDA; on the CPU, available RAM plus what it already holds."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        with open("/proc/meminfo") as f:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
+        return info["MemAvailable"] + PeakMemory.rss()
+    except (OSError, KeyError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+@dataclass
+class Plan:
+    model: str
+    device: str
+    precision: str
+    batch: int
+    threads: int
+    steps_run: int  # timed steps actually run (after warm-up)
+    warmup_steps: int
+    seconds_per_step: float
+    steps_per_hour: float
+    peak_memory_mb: float
+    memory_kind: str
+    memory_limit_mb: float
+    next_batch: int
+    next_batch_memory_mb: float | None
+    next_batch_fits: bool | None
+    item_seconds: float  # seconds of training audio one batch item covers
+    data_hours: dict = field(default_factory=dict)  # split -> domain -> hours
+    targets: list = field(default_factory=list)  # [{"name", "steps", "hours", "epochs", "source"}]
+    minimum: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+    machine: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _epochs(e: float | None) -> str:
+    if e is None:
+        return ""
+    return f", {e:.2g} epochs" if e < 10 else f", {e:.0f} epochs"
+
+
+def _hours(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def check_data(model: str, hours: dict, domains: list[str] | None = None) -> tuple[dict, list[str]]:
+    """(the minimum that applies, warnings) for the train split of ``hours`` (split -> domain -> hours)."""
+    scope, minimum = MIN_HOURS[model]
+    train = hours.get("train", {})
+    if domains:
+        train = {d: h for d, h in train.items() if d in domains}
+    info = {"hours": minimum, "scope": scope, "source": MIN_HOURS_SOURCE}
+    warnings = []
+    if scope == "total":
+        total = sum(train.values())
+        if total < minimum:
+            warnings.append(f"only {total:.2f} h of training audio; the documented minimum for the {model} is "
+                            f"{minimum:g} h ({MIN_HOURS_SOURCE}). Expect overfitting and poor held-out quality.")
+    else:
+        low = {d: h for d, h in train.items() if h < minimum}
+        if low:
+            listed = ", ".join(f"{d} {h * 60:.1f} min" for d, h in sorted(low.items()))
+            warnings.append(f"below the documented minimum of {minimum * 60:.0f} min per domain for the {model} "
+                            f"({MIN_HOURS_SOURCE}): {listed}.")
+    return info, warnings
+
+
+def targets(model: str, seconds_per_step: float, batch: int, item_seconds: float, train_hours: float,
+            max_steps: int | None = None) -> list[dict]:
+    """Wall time and epochs to reach the shipped model's steps, the paper's, and this run's ``max_steps``."""
+    rows = []
+    shipped = _shipped_training(model)
+    if shipped:
+        name, rec = shipped
+        rows.append({"name": f"shipped {name}", "steps": int(rec["steps"]),
+                     "source": f"models/{name} card: {rec.get('wall_minutes', '?')} min on {rec.get('hardware', '?')}"})
+    if model in PAPER_STEPS:
+        steps, source = PAPER_STEPS[model]
+        rows.append({"name": "paper", "steps": steps, "source": source})
+    if max_steps and all(r["steps"] != max_steps for r in rows):
+        rows.append({"name": "this run (--max-steps)", "steps": int(max_steps), "source": "command line"})
+    for r in rows:
+        r["seconds"] = r["steps"] * seconds_per_step
+        r["epochs"] = r["steps"] * batch * item_seconds / (train_hours * 3600) if train_hours > 0 else None
+    return rows
+
+
+def format_estimate(name: str, seconds_per_step: float, steps_measured: int, step: int, max_steps: int,
+                    rows: list[dict], peak_mb: float | None = None, memory_kind: str = "") -> str:
+    """The lines ``studio train`` prints after its first steps (and ``studio plan`` reuses)."""
+    lines = [f"[{name}] {seconds_per_step:.3g} s/step ({3600 / seconds_per_step:.0f} steps/h) over {steps_measured} "
+             f"steps" + (f"; peak memory {peak_mb:.0f} MB ({memory_kind})" if peak_mb else "")]
+    if max_steps > step:
+        lines.append(f"[{name}] {max_steps - step} steps left to --max-steps {max_steps}: "
+                     f"≈ {_hours((max_steps - step) * seconds_per_step)}")
+    for r in rows:
+        if r["name"].startswith("this run"):
+            continue
+        lines.append(f"[{name}] to {r['steps']:,} steps ({r['name']}): ≈ {_hours(r['seconds'])}{_epochs(r.get('epochs'))}")
+    return "\n".join(lines)
+
+
+def item_seconds(model: str, task) -> float:
+    cfg = task.cfg
+    if model == "prior":
+        vq = task.vqvae.config
+        return cfg.model.context * vq.down * vq.audio.hop_length / vq.audio.sample_rate
+    audio = cfg.generator.audio if model == "vocoder" else cfg.model.audio
+    return cfg.segment_length / audio.sample_rate
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DatasetError("--device cuda: no CUDA device is visible to torch on this machine.")
+    return torch.device(name)
+
+
+def measure(model: str, task, dataset, data_root, *, batch: int, device: str = "auto", precision: str = "fp32",
+            threads: int | None = None, steps: int = 5, warmup: int = 2, max_steps: int | None = None,
+            domains: list[str] | None = None, seed: int = 0) -> Plan:
+    """Run ``warmup`` then ``steps`` real training steps of ``task`` on ``dataset`` and build the ``Plan``.
+
+    Memory: one step at half the batch, then the full batch; the difference per item extrapolates to the next
+    batch size (2x), since activations grow linearly with the batch and weights/optimizer state do not.
+    """
+    from .train.loop import seed_everything
+
+    if steps < 1 or batch < 1:
+        raise DatasetError("--steps and --batch must be at least 1.")
+    hours = summarize(data_root) if data_root is not None else {}
+    if data_root is not None and not hours.get("train"):
+        raise DatasetError(f"{data_root} has no training audio (split 'train').")
+    dev = _device(device)
+    if threads and dev.type == "cpu":
+        torch.set_num_threads(threads)
+    seed_everything(seed)
+    task.device, task.precision = dev, precision
+    for m in task.nets.values():
+        m.to(dev).train()
+    task.run = dict(task.nets)
+    total = warmup + steps + 1
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, sampler=StepSampler(batch, 0, total),
+                                         drop_last=True, generator=torch.Generator().manual_seed(seed))
+    batches = iter(loader)
+    step_no = 10**9  # far past any warm-up schedule: the full (most expensive) step
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    first = next(batches)
+    half = batch // 2
+    peak_half = None
+    if half:
+        with PeakMemory(dev) as mem:
+            task.train_step({k: v[:half] for k, v in first.items()}, step_no)
+        peak_half = mem.peak
+    with PeakMemory(dev) as mem:
+        task.train_step(first, step_no)
+        for _ in range(max(0, warmup - 1)):
+            task.train_step(next(batches), step_no)
+        sync()
+        times = []
+        for _ in range(steps):
+            b = next(batches)
+            t0 = time.perf_counter()
+            task.train_step(b, step_no)
+            sync()
+            times.append(time.perf_counter() - t0)
+    peak = mem.peak
+    per = statistics.median(times)
+    limit = memory_limit(dev)
+    nxt = 2 * batch
+    if peak_half is not None:
+        per_item = max(0, peak - peak_half) / (batch - half)
+        nxt_mem = peak + per_item * (nxt - batch)
+        fits = nxt_mem < 0.9 * limit
+    else:
+        nxt_mem, fits = None, None
+    isec = item_seconds(model, task)
+    train_h = sum(h for d, h in hours.get("train", {}).items() if not domains or d in domains)
+    minimum, warnings = check_data(model, hours, domains) if hours else ({}, [])
+    if fits is False:
+        warnings.append(f"batch {nxt} would need ≈ {nxt_mem / 2**20:.0f} MB, more than 90% of the "
+                        f"{limit / 2**20:.0f} MB available.")
+    return Plan(model=model, device=str(dev), precision=precision, batch=batch, threads=torch.get_num_threads(),
+                steps_run=len(times), warmup_steps=warmup + (1 if half else 0), seconds_per_step=per,
+                steps_per_hour=3600 / per, peak_memory_mb=peak / 2**20,
+                memory_kind="CUDA max allocated" if dev.type == "cuda" else "process RSS",
+                memory_limit_mb=limit / 2**20, next_batch=nxt,
+                next_batch_memory_mb=None if nxt_mem is None else nxt_mem / 2**20, next_batch_fits=fits,
+                item_seconds=isec, data_hours=hours,
+                targets=targets(model, per, batch, isec, train_h, max_steps), minimum=minimum, warnings=warnings,
+                machine=machine_name(dev))
+
+
+def machine_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def format_plan(p: Plan) -> str:
+    fits = {True: "fits", False: "does NOT fit", None: "unknown (batch 1: no second point to extrapolate from)"}
+    nxt = f" (≈ {p.next_batch_memory_mb:.0f} MB)" if p.next_batch_memory_mb else ""
+    lines = [
+        f"plan: {p.model} on {p.device} ({p.machine}), batch {p.batch}, {p.precision}, {p.threads} threads",
+        f"  measured: {p.steps_run} steps after {p.warmup_steps} warm-up: {p.seconds_per_step:.3g} s/step, "
+        f"{p.steps_per_hour:.0f} steps/h",
+        f"  peak memory: {p.peak_memory_mb:.0f} MB ({p.memory_kind}) of {p.memory_limit_mb:.0f} MB; "
+        f"batch {p.next_batch}: {fits[p.next_batch_fits]}{nxt}",
+        "  data (hours): " + ("synthetic batches (no dataset)" if not p.data_hours else "; ".join(f"{s}: " + ", ".join(f"{d} {h:.2f}" for d, h in sorted(v.items()))
+                                                 for s, v in sorted(p.data_hours.items()))),
+    ]
+    if p.minimum:
+        lines.append(f"  minimum: {p.minimum['hours']:g} h {p.minimum['scope']} ({p.minimum['source']})")
+    for r in p.targets:
+        lines.append(f"  to {r['steps']:,} steps ({r['name']}; {r['source']}): ≈ {_hours(r['seconds'])}"
+                     f"{_epochs(r.get('epochs'))}")
+    lines += [f"  WARNING: {w}" for w in p.warnings]
+    return "\n".join(lines)
+
+
+class SyntheticData(Dataset):
+    """Batches of the right shapes without a dataset (noise audio, random codes): the time and memory of a step
+    do not depend on the content. Used for the app's estimates of the shipped models' runs."""
+
+    def __init__(self, model: str, task):
+        self.model, self.task = model, task
+
+    def __len__(self) -> int:
+        return 2**31 - 1
+
+    def __getitem__(self, i: int) -> dict:
+        g = torch.Generator().manual_seed(i)
+        cfg = self.task.cfg
+        if self.model == "prior":
+            return {"codes": torch.randint(cfg.model.vocab, (cfg.model.context,), generator=g)}
+        item = {"audio": torch.randn(1, cfg.segment_length, generator=g) * 0.1}
+        if self.model == "translator":
+            item["domain"] = i % len(cfg.model.domains)
+        return item
+
+
+def shipped_task(model: str):
+    """(training task with the shipped model's architecture, the card's batch size, the card's record)."""
+    from .config import from_dict
+
+    kind = {"vocoder": "vocoder", "translator": "translator", "vqvae": "generator", "prior": "generator"}[model]
+    entry = registry.resolve(registry.DEFAULTS[kind], kind=kind)
+    rec = entry.training.get(model, {}) if kind == "generator" else entry.training
+    if model == "vocoder":
+        from .vocoder.generator import GeneratorConfig
+        from .vocoder.train import VocoderTask, VocoderTrainConfig
+
+        task = VocoderTask(VocoderTrainConfig(generator=from_dict(GeneratorConfig, entry.config),
+                                              segment_length=rec.get("segment", 8192)))
+    elif model == "translator":
+        from .translation.model import TranslatorConfig
+        from .translation.train import TranslatorTask, TranslatorTrainConfig
+
+        task = TranslatorTask(TranslatorTrainConfig(model=from_dict(TranslatorConfig, entry.config),
+                                                    segment_length=rec.get("segment", 16384)))
+    else:
+        from .generation.pipeline import load_vqvae
+        from .generation.prior import PriorConfig
+        from .generation.train import PriorTask, PriorTrainConfig, VQVAETask, VQVAETrainConfig
+        from .generation.vqvae import VQVAEConfig
+
+        if model == "vqvae":
+            task = VQVAETask(VQVAETrainConfig(model=from_dict(VQVAEConfig, entry.config["vqvae"]),
+                                              segment_length=rec.get("segment", 16384)))
+        else:
+            task = PriorTask(PriorTrainConfig(model=from_dict(PriorConfig, entry.config["prior"]), vqvae=str(entry.path)),
+                             load_vqvae(entry.path))
+    return task, int(rec.get("batch", 16)), rec
+
+
+def estimate_shipped(model: str, steps: int = 2, warmup: int = 1, threads: int | None = None) -> Plan:
+    """The planner on this machine for the run that produced the shipped ``model`` (same architecture, batch,
+    precision), on synthetic batches."""
+    task, batch, rec = shipped_task(model)
+    return measure(model, task, SyntheticData(model, task), None, batch=batch, device="cpu",
+                   precision=rec.get("precision", "fp32"), threads=threads, steps=steps, warmup=warmup)

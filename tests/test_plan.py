@@ -1,0 +1,55 @@
+"""``studio plan``: real training steps on a tiny dataset made here, memory, targets, data checks, bad datasets."""
+
+import json
+import math
+
+from conftest import run_cli
+
+
+def _plan(*args):
+    r = run_cli("plan", *args, "--json", "-", "--threads", "1", timeout=300)
+    return json.loads(r.stdout[r.stdout.index("{"):])
+
+
+def test_plan_vocoder_runs_real_steps_and_reports_targets(rendered):
+    p = _plan("vocoder", "--data", rendered, "--batch", "2", "--channels", "32", "--steps", "3", "--warmup", "1")
+    assert p["steps_run"] == 3 and p["batch"] == 2 and p["device"] == "cpu"
+    assert 0 < p["seconds_per_step"] < 60 and math.isclose(p["steps_per_hour"], 3600 / p["seconds_per_step"])
+    assert math.isfinite(p["peak_memory_mb"]) and 100 < p["peak_memory_mb"] < p["memory_limit_mb"]
+    assert p["next_batch"] == 4 and p["next_batch_fits"] is True and p["next_batch_memory_mb"] >= p["peak_memory_mb"]
+    targets = {t["name"]: t for t in p["targets"]}
+    assert targets["shipped melgan-music-22k"]["steps"] == 2635  # from the shipped model's card record
+    assert targets["paper"]["steps"] == 400_000
+    for t in targets.values():
+        assert math.isclose(t["seconds"], t["steps"] * p["seconds_per_step"])
+        assert t["epochs"] > 0
+    # 3 pieces x 8 s is far below the documented minimum: the plan says so and names the threshold's source
+    assert p["data_hours"]["train"] and p["minimum"]["hours"] == 1.0
+    assert any("documented minimum" in w and "How much data" in w for w in p["warnings"])
+
+
+def test_plan_translator_prints_a_readable_plan(rendered):
+    r = run_cli("plan", "translator", "--data", rendered, "--batch", "2", "--channels", "32", "--steps", "2",
+                "--warmup", "1", "--threads", "1", timeout=300)
+    out = r.stdout
+    assert "plan: translator on cpu" in out and "measured: 2 steps" in out and "s/step" in out
+    assert "shipped translator-music-22k" in out and "WARNING" in out and "per domain" in out
+
+
+def test_plan_fails_cleanly_on_an_empty_or_missing_dataset(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "manifest.csv").write_text("path,domain,split,duration,sample_rate\n")
+    for data, message in [(empty, "has no rows"), (tmp_path / "nowhere", "does not exist")]:
+        r = run_cli("plan", "vocoder", "--data", data, "--batch", "2", check=False, timeout=120)
+        assert r.returncode == 2, r.stderr
+        assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_prints_the_same_estimate_from_its_first_steps(rendered, tmp_path):
+    r = run_cli("train", "vocoder", "--data", rendered, "--out", tmp_path / "run", "--batch-size", "2",
+                "--channels", "32", "--max-steps", "6", "--threads", "1", "--val-every", "0", "--ckpt-every", "0",
+                timeout=300)
+    out = r.stdout + r.stderr
+    assert "s/step" in out and "steps/h" in out and "peak memory" in out
+    assert "to 2,635 steps (shipped melgan-music-22k)" in out and "to 400,000 steps (paper)" in out
