@@ -1,13 +1,28 @@
 """Copy trained runs into models/ as shipped models: fp16 safetensors + config (cards are written by hand from
-`studio eval` output). Usage: python scripts/ship_models.py --vocoder RUN --translator RUN --generator RUN"""
+`studio eval` output; the config's `training` record is kept, edit it with the card).
+Usage: python scripts/ship_models.py --vocoder RUN --translator RUN --generator RUN"""
 
 import argparse
+import json
+from contextlib import contextmanager
 from pathlib import Path
 
 from studio.generation.pipeline import Generator
 from studio.registry import DEFAULTS, models_dir
 from studio.translation.pipeline import load_translator_model, save_translator
 from studio.vocoder import Vocoder
+
+
+@contextmanager
+def keep_training_record(folder: Path):
+    """Saving a model rewrites its config.json: carry the hand-written ``training`` record over."""
+    cfg = folder / "config.json"
+    record = json.loads(cfg.read_text()).get("training") if cfg.is_file() else None
+    yield
+    if record:
+        d = json.loads(cfg.read_text())
+        d["training"] = record
+        cfg.write_text(json.dumps(d, indent=2) + "\n")
 
 
 def main():
@@ -18,14 +33,17 @@ def main():
     a = p.parse_args()
     out = models_dir()
     if a.vocoder:  # weight norm kept (fine-tunable); folded on load
-        Vocoder.from_pretrained(a.vocoder / "export", fold=False).save_pretrained(out / DEFAULTS["vocoder"], half=True)
+        with keep_training_record(out / DEFAULTS["vocoder"]):
+            Vocoder.from_pretrained(a.vocoder / "export", fold=False).save_pretrained(out / DEFAULTS["vocoder"], half=True)
     if a.translator:
-        save_translator(load_translator_model(a.translator / "export")[0], out / DEFAULTS["translator"], half=True)
+        with keep_training_record(out / DEFAULTS["translator"]):
+            save_translator(load_translator_model(a.translator / "export")[0], out / DEFAULTS["translator"], half=True)
     if a.generator:
         from studio.generation.pipeline import save_generator
 
         g = Generator.from_pretrained(a.generator / "export", vocoder=Vocoder())
-        save_generator(g.vqvae, g.prior, out / DEFAULTS["generator"], half=True)
+        with keep_training_record(out / DEFAULTS["generator"]):
+            save_generator(g.vqvae, g.prior, out / DEFAULTS["generator"], half=True)
     for d in sorted(out.iterdir()):
         if d.is_dir():
             print(d.name, sum(f.stat().st_size for f in d.iterdir()) / 1e6, "MB")

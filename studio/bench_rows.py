@@ -137,7 +137,9 @@ def streaming_rows(bench: Bench, vocoder, fast: dict, base: torch.Tensor) -> Non
 
 
 def training_rows(bench: Bench) -> None:
-    """A full G+D training step of the paper config, float32 (reference) and bf16 autocast, per batch size."""
+    """A full G+D training step of the paper config per batch size: the textbook step in float32 (reference: D's
+    weight gradients also computed in the G step), then the studio's step (D frozen in the G step) in float32 and
+    with bf16 autocast."""
     from .vocoder.train import VocoderTask, VocoderTrainConfig
 
     o = bench.options
@@ -149,10 +151,12 @@ def training_rows(bench: Bench) -> None:
         m.train()
     sr = cfg.generator.audio.sample_rate
     audio = _training_audio(o, max(o.train_batches), cfg)
+    variants = (("fp32", False, TRAIN_REFERENCE), ("fp32", True, "G+D step fp32, D frozen in the G step"),
+                ("bf16", True, "G+D step bf16 autocast, D frozen in the G step"))
     for b in o.train_batches:
         batch = {"audio": audio[:b]}
-        for precision, name in (("fp32", TRAIN_REFERENCE), ("bf16", "paper G+D step bf16 autocast")):
-            task.precision = precision
+        for precision, freeze, name in variants:
+            task.precision, task.freeze_d = precision, freeze
 
             def step():
                 task.train_step(batch, 1_000_000)  # past any warm-up: the full GAN step
@@ -160,7 +164,7 @@ def training_rows(bench: Bench) -> None:
             timing = bench.measure(step)
             bench.row("train", name, timing, audio_s=o.segment / sr, batch=b,
                       dtype="float32" if precision == "fp32" else "bf16 amp",
-                      reference=None if precision == "fp32" else TRAIN_REFERENCE,
+                      reference=None if name == TRAIN_REFERENCE else TRAIN_REFERENCE,
                       note=f"{b}x{o.segment} samples, {1 / timing.median_s:.2f} steps/s")
 
 

@@ -56,21 +56,25 @@ def residual_stack(channels: int, dilations=(1, 3, 9), *, norm: bool = True) -> 
     return nn.Sequential(*(ResidualBlock(channels, d, norm=norm) for d in dilations))
 
 
-def chunked(fn, x, chunk: int, context: int, scale: int = 1):
+def chunked(fn, x: torch.Tensor, chunk: int, left: int, right: int | None = None, scale: int = 1,
+            out: torch.Tensor | None = None) -> torch.Tensor:
     """Apply a convolutional ``fn`` (``[..., T] -> [..., T * scale]``) to a long ``x`` in chunks of ``chunk`` frames.
 
-    Each chunk is processed with ``context`` frames of real input on both sides and only its own part of the output
-    is kept, so the result equals one call on the whole input wherever ``context`` covers the receptive field
-    (no seams), with memory bounded by ``chunk + 2 * context``. Keep ``chunk`` and ``context`` multiples of any
+    Each chunk is processed with ``left`` / ``right`` (default: ``left``) frames of real input around it and only
+    its own part of the output is kept, so the result equals one call on the whole input wherever the context
+    covers the receptive field (no seams), with memory bounded by ``chunk + left + right``. ``out``: a tensor to
+    write the result into (e.g. a CPU buffer for a GPU model). Keep ``chunk`` and the context multiples of any
     stride ``fn`` needs.
     """
+    right = left if right is None else right
     T = x.shape[-1]
-    if T <= chunk + 2 * context:
+    if out is None and T <= chunk + left + right:
         return fn(x)
-    outs = []
     for start in range(0, T, chunk):
         end = min(T, start + chunk)
-        a, b = max(0, start - context), min(T, end + context)
+        a, b = max(0, start - left), min(T, end + right)
         y = fn(x[..., a:b])
-        outs.append(y[..., (start - a) * scale: (end - a) * scale])
-    return torch.cat(outs, dim=-1)
+        if out is None:
+            out = y.new_empty(*y.shape[:-1], T * scale)
+        out[..., start * scale: end * scale] = y[..., (start - a) * scale: (end - a) * scale]
+    return out

@@ -92,6 +92,26 @@ def test_tiny_vocoder_learns_a_real_clip(tmp_path, piano_clip):
     assert abs(mel_l1(clip, y, aligned=True) - after) < 0.02
 
 
+def test_freezing_d_in_the_g_step_changes_nothing_but_the_work(piano_clip):
+    """The studio's G step skips D's weight gradients; G and D end up exactly as with the textbook step."""
+    x, _ = load_audio(piano_clip, 22050)
+    batch = {"audio": torch.from_numpy(x[22050: 22050 + 2 * 4096].copy()).reshape(2, 1, 4096)}
+    results = []
+    for freeze in (False, True):
+        seed_everything(0)
+        task = VocoderTask(TINY)
+        task.run, task.freeze_d = dict(task.nets), freeze
+        for m in task.nets.values():
+            m.train()
+        logs = task.train_step(batch, 10**6)
+        results.append((logs, {k: v.clone() for k, v in task.nets["generator"].state_dict().items()},
+                        {k: v.clone() for k, v in task.nets["discriminator"].state_dict().items()}))
+        assert all(p.requires_grad for p in task.nets["discriminator"].parameters())  # unfrozen afterwards
+    (la, ga, da), (lb, gb, db) = results
+    assert la == lb
+    assert all(torch.equal(ga[k], gb[k]) for k in ga) and all(torch.equal(da[k], db[k]) for k in da)
+
+
 def test_resume_continues_at_the_exact_step_with_identical_state(tmp_path, piano_clip):
     root = _one_clip_dataset(tmp_path / "d", piano_clip)
     _trainer(root, tmp_path / "straight", 6).fit()

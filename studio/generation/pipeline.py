@@ -102,7 +102,7 @@ class Generator:
 
     @torch.inference_mode()
     def codes_to_audio(self, codes: torch.Tensor) -> np.ndarray:
-        mel = chunked(self.vqvae.decode, codes, 256, 32, self.vqvae.config.down)
+        mel = chunked(self.vqvae.decode, codes, 256, 32, scale=self.vqvae.config.down)
         y = self.vocoder.vocode_long(mel)
         return y.reshape(-1).float().cpu().numpy()
 

@@ -44,7 +44,8 @@ from torch import nn
 from ..errors import ConfigMismatch
 from .generator import Generator
 from .model import _MelToAudio
-from .streaming import context_frames, run_chunked
+from ..nn import chunked
+from .streaming import context_frames
 
 MODES = ("auto", "fp32", "bf16", "onnx")
 CHUNK_FRAMES = {"fp32": 512, "bf16": 512, "onnx": 1024}  # frames x batch per chunk on long inputs (measured)
@@ -251,7 +252,7 @@ class FastVocoder(_MelToAudio):
         span = max(MIN_CHUNK, budget // mel.shape[0]) if budget else 0
         with torch.inference_mode(), num_threads(self.threads):
             if span and mel.shape[-1] > span + sum(self.context):
-                y = run_chunked(fn, mel, span, *self.context, self.config.hop_length)
+                y = chunked(fn, mel, span, *self.context, self.config.hop_length)
             else:
                 y = fn(mel)
         return y[..., : frames * self.config.hop_length]

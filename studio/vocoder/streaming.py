@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigMismatch
-from ..nn import ResidualBlock
+from ..nn import ResidualBlock, chunked
 
 _POINTWISE = (nn.LeakyReLU, nn.ReLU, nn.Tanh, nn.Identity, nn.Dropout, nn.GELU, nn.SiLU, nn.ELU)
 _PADS = (nn.ReflectionPad1d, nn.ReplicationPad1d, nn.ConstantPad1d, nn.ZeroPad1d)
@@ -197,21 +197,6 @@ class StreamingVocoder:
             yield y
 
 
-def run_chunked(fn, mel: torch.Tensor, chunk_frames: int, left: int, right: int, hop: int,
-                out: torch.Tensor | None = None) -> torch.Tensor:
-    """``fn`` (mel -> audio) on windows of ``chunk_frames`` frames plus context, cropped and joined: equals
-    ``fn(mel)`` up to float rounding when ``(left, right)`` cover ``fn``'s receptive field."""
-    total = mel.shape[-1]
-    for a in range(0, total, chunk_frames):
-        b = min(total, a + chunk_frames)
-        w = _window(a, b, total, left, right)
-        y = fn(mel[..., w.start: w.stop])
-        if out is None:
-            out = torch.empty(mel.shape[0], 1, total * hop, device=y.device)
-        out[..., a * hop: b * hop] = y[..., w.keep_from * hop: w.keep_to * hop]
-    return out
-
-
 def vocode_long(model, mel, chunk_frames: int = 1024, context: tuple[int, int] | None = None,
                 out: torch.Tensor | None = None) -> torch.Tensor:
     """Vocode a long mel ``[B, n_mels, frames]`` chunk by chunk: activations stay bounded by ``chunk_frames``.
@@ -225,7 +210,7 @@ def vocode_long(model, mel, chunk_frames: int = 1024, context: tuple[int, int] |
     g = _generator_of(model)
     left, right = context if context is not None else context_frames(g)
     with torch.inference_mode():
-        return run_chunked(model, _as_batch(mel), chunk_frames, left, right, g.config.audio.hop_length, out)
+        return chunked(model, _as_batch(mel), chunk_frames, left, right, g.config.audio.hop_length, out)
 
 
 def chunks_of(mel: torch.Tensor, frames: int) -> Iterator[torch.Tensor]:
