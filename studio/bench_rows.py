@@ -137,26 +137,29 @@ def streaming_rows(bench: Bench, vocoder, fast: dict, base: torch.Tensor) -> Non
 
 
 def training_rows(bench: Bench) -> None:
-    """A full G+D training step of the paper config per batch size: the textbook step in float32 (reference: D's
-    weight gradients also computed in the G step), then the studio's step (D frozen in the G step) in float32 and
-    with bf16 autocast."""
+    """A full G+D training step of the paper config per batch size: the textbook step in float32 (reference:
+    ``VocoderTask(fast=False)``), then the studio's step (D frozen in the G step, G as channels-last 2-D ops on a
+    CPU, fused Adam) in float32 and with bf16 autocast."""
     from .vocoder.train import VocoderTask, VocoderTrainConfig
 
     o = bench.options
     cfg = VocoderTrainConfig(segment_length=o.segment)
-    torch.manual_seed(0)
-    task = VocoderTask(cfg)
-    task.run = dict(task.nets)
-    for m in task.nets.values():
-        m.train()
     sr = cfg.generator.audio.sample_rate
     audio = _training_audio(o, max(o.train_batches), cfg)
-    variants = (("fp32", False, TRAIN_REFERENCE), ("fp32", True, "G+D step fp32, D frozen in the G step"),
-                ("bf16", True, "G+D step bf16 autocast, D frozen in the G step"))
+    tasks = {}
+    for fast in (False, True):
+        torch.manual_seed(0)
+        task = tasks[fast] = VocoderTask(cfg, fast=fast)
+        task.run = dict(task.nets)
+        for m in task.nets.values():
+            m.train()
+    variants = (("fp32", False, TRAIN_REFERENCE), ("fp32", True, "G+D step fp32, studio step"),
+                ("bf16", True, "G+D step bf16 autocast, studio step"))
     for b in o.train_batches:
         batch = {"audio": audio[:b]}
-        for precision, freeze, name in variants:
-            task.precision, task.freeze_d = precision, freeze
+        for precision, fast, name in variants:
+            task = tasks[fast]
+            task.precision = precision
 
             def step():
                 task.train_step(batch, 1_000_000)  # past any warm-up: the full GAN step

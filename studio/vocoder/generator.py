@@ -9,7 +9,7 @@ from torch import nn
 
 from ..audio import AudioConfig
 from ..errors import ConfigMismatch
-from ..nn import conv, residual_stack
+from ..nn import conv, forward_2d, residual_stack, to_2d
 from torch.nn.utils.parametrizations import weight_norm
 
 
@@ -53,6 +53,8 @@ class Generator(nn.Module):
             ch //= 2
         layers += [nn.LeakyReLU(0.2), nn.ReflectionPad1d(3), conv(ch, 1, 7, norm=wn), nn.Tanh()]
         self.net = nn.Sequential(*layers)
+        # Run as channels-last 2-D ops (``studio.nn.forward_2d``): same function and parameters, faster on a CPU.
+        self.channels_last = False
 
     def forward(self, mel):
         if mel.dim() != 3 or mel.shape[1] != self.config.audio.n_mels:
@@ -62,5 +64,5 @@ class Generator(nn.Module):
         frames = mel.shape[-1]
         if frames < 4:  # reflection padding (3) needs 4 frames: repeat the edge, then cut the output back
             mel = nn.functional.pad(mel, (0, 4 - frames), mode="replicate")
-            return self.net(mel)[..., : frames * self.config.audio.hop_length]
-        return self.net(mel)
+        y = forward_2d(self.net, to_2d(mel)).squeeze(2) if self.channels_last else self.net(mel)
+        return y[..., : frames * self.config.audio.hop_length]
