@@ -274,6 +274,18 @@ def models_markdown() -> str:
     return "\n\n".join(parts)
 
 
+def interpolation_controls(space: str, prefix: str, button: str):
+    """The accordion of the interpolation controls: (its button, [clip A, clip B, mode, steps, seconds])."""
+    with gr.Accordion(f"Interpolate two clips ({space})", open=False):
+        clips = [gr.Audio(sources=["upload", "microphone"], type="filepath", label=f"Clip {c}",
+                          elem_id=f"{prefix}-{c.lower()}") for c in "AB"]
+        mode = gr.Radio(["Steps", "Morph over time"], value="Steps", label="Mode")
+        steps = gr.Slider(2, 8, value=4, step=1, label="Steps")
+        seconds = gr.Slider(1, 15, value=4, step=0.5, label="Seconds")
+        go = gr.Button(button)
+    return go, clips + [mode, steps, seconds]
+
+
 def build(studio: Studio) -> gr.Blocks:
     try:
         from .translation.pipeline import load_translator_model
@@ -300,15 +312,8 @@ def build(studio: Studio) -> gr.Blocks:
                         t_stem = gr.Dropdown(["other", "bass", "vocals", "drums"], value="other", label="Stem",
                                              interactive=stem_reason is None)
                     t_go = gr.Button("Translate", variant="primary")
-                    with gr.Accordion("Interpolate two clips (universal encoder)", open=False):
-                        ti_a = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip A",
-                                        elem_id="ti-a")
-                        ti_b = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip B",
-                                        elem_id="ti-b")
-                        ti_mode = gr.Radio(["Steps", "Morph over time"], value="Steps", label="Mode")
-                        ti_steps = gr.Slider(2, 8, value=4, step=1, label="Steps")
-                        ti_seconds = gr.Slider(1, 15, value=4, step=0.5, label="Seconds")
-                        ti_go = gr.Button("Interpolate through the translator")
+                    ti_go, ti_inputs = interpolation_controls("universal encoder", "ti",
+                                                              "Interpolate through the translator")
                     if not domains:
                         gr.Markdown("No translator model is installed: see the Models tab.")
                 with gr.Column():
@@ -318,8 +323,8 @@ def build(studio: Studio) -> gr.Blocks:
                     t_files = gr.File(label="Downloads", file_count="multiple")
             t_go.click(studio.translate, [t_in, t_target, t_use_stem, t_stem, t_blend_with, t_blend],
                        [t_out, t_fig, t_info], api_name="translate")
-            ti_go.click(studio.interpolate_translator, [ti_a, ti_b, ti_mode, ti_steps, ti_seconds,
-                        t_target], [t_out, t_fig, t_files, t_info], api_name="interpolate_translator")
+            ti_go.click(studio.interpolate_translator, ti_inputs + [t_target], [t_out, t_fig, t_files, t_info],
+                        api_name="interpolate_translator")
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column():
@@ -332,15 +337,7 @@ def build(studio: Studio) -> gr.Blocks:
                         g_prompt = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Prompt")
                         g_prompt_s = gr.Slider(0.5, 15, value=3, step=0.5, label="Seconds of the prompt to keep")
                     g_go = gr.Button("Generate piano", variant="primary")
-                    with gr.Accordion("Interpolate two clips (VQ-VAE latents)", open=False):
-                        gi_a = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip A",
-                                        elem_id="gi-a")
-                        gi_b = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Clip B",
-                                        elem_id="gi-b")
-                        gi_mode = gr.Radio(["Steps", "Morph over time"], value="Steps", label="Mode")
-                        gi_steps = gr.Slider(2, 8, value=4, step=1, label="Steps")
-                        gi_seconds = gr.Slider(1, 15, value=4, step=0.5, label="Seconds")
-                        gi_go = gr.Button("Interpolate")
+                    gi_go, gi_inputs = interpolation_controls("VQ-VAE latents", "gi", "Interpolate")
                 with gr.Column():
                     g_audio = gr.Audio(label="First sample", type="filepath", interactive=False)
                     g_info = gr.Markdown()
@@ -349,7 +346,7 @@ def build(studio: Studio) -> gr.Blocks:
             g_go.click(studio.generate, [g_seconds, g_temp, g_topk, g_seed, g_count, g_prompt, g_prompt_s],
                        [g_audio, g_gallery, g_files, g_info], api_name="generate")
             gi_fig = gr.Image(label="Interpolation: mel spectrograms", type="filepath")
-            gi_go.click(studio.interpolate_generator, [gi_a, gi_b, gi_mode, gi_steps, gi_seconds],
+            gi_go.click(studio.interpolate_generator, gi_inputs,
                         [g_audio, gi_fig, g_files, g_info], api_name="interpolate")
         with gr.Tab("Vocoder"):
             with gr.Row():

@@ -1,5 +1,6 @@
 """The web app as users meet it: a real server in a subprocess, driven by gradio_client and by headless Chromium."""
 
+import contextlib
 import os
 import re
 import socket
@@ -101,7 +102,9 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_serving(server, clip, tm
     assert sf.info(out).frames > 0
 
 
-def test_browser_upload_translate_and_screenshot(server, clip):
+@contextlib.contextmanager
+def app_page(url: str, height: int):
+    """The app loaded in the system Chromium (headless, nothing that would reach the network)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -109,20 +112,25 @@ def test_browser_upload_translate_and_screenshot(server, clip):
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--disable-quic", "--no-first-run"])
         try:
-            page = browser.new_page(viewport={"width": 1300, "height": 1000})
-            page.goto(server)
+            page = browser.new_page(viewport={"width": 1300, "height": height})
+            page.goto(url)
             page.wait_for_selector("input[type=file]", state="attached", timeout=60_000)
-            page.locator("input[type=file]").first.set_input_files(str(clip))
-            page.get_by_role("button", name="Translate", exact=True).click()
-            page.get_by_text(re.compile(r"Translated [\d.]+ s to")).wait_for(timeout=120_000)
-            # the output player offers the translated file, and the spectrogram image is shown
-            link = page.wait_for_selector("a[href*='translated-violin']", state="attached", timeout=30_000)
-            page.wait_for_selector("img[src*='translate']", timeout=30_000)
-            page.wait_for_timeout(1500)  # let the waveform draw before the screenshot
-            href = link.get_attribute("href")
-            page.screenshot(path=str(ARTIFACTS / "translate.png"), full_page=True)
+            yield page
         finally:
             browser.close()
+
+
+def test_browser_upload_translate_and_screenshot(server, clip):
+    with app_page(server, 1000) as page:
+        page.locator("input[type=file]").first.set_input_files(str(clip))
+        page.get_by_role("button", name="Translate", exact=True).click()
+        page.get_by_text(re.compile(r"Translated [\d.]+ s to")).wait_for(timeout=120_000)
+        # the output player offers the translated file, and the spectrogram image is shown
+        link = page.wait_for_selector("a[href*='translated-violin']", state="attached", timeout=30_000)
+        page.wait_for_selector("img[src*='translate']", timeout=30_000)
+        page.wait_for_timeout(1500)  # let the waveform draw before the screenshot
+        href = link.get_attribute("href")
+        page.screenshot(path=str(ARTIFACTS / "translate.png"), full_page=True)
     assert (ARTIFACTS / "translate.png").stat().st_size > 20_000
     with urllib.request.urlopen(href if href.startswith("http") else server.rstrip("/") + href) as r:
         data = r.read()
@@ -149,39 +157,28 @@ def test_api_interpolate_and_training_estimates(server, clip, rendered, tmp_path
 
 
 def test_browser_exploration_controls_and_screenshots(server, clip, rendered):
-    from playwright.sync_api import sync_playwright
-
     from studio.data import read_manifest
 
     other = rendered / next(e for e in read_manifest(rendered, "train") if e.domain == "cello").path
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--disable-quic", "--no-first-run"])
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 1400})
-            page.goto(server)
-            page.wait_for_selector("input[type=file]", state="attached", timeout=60_000)
-            # Translate tab: the instrument blend and the interpolation controls
-            page.get_by_text("Blend and stems").click()
-            page.get_by_text("Interpolate two clips (universal encoder)").click()
-            page.get_by_role("button", name="Interpolate through the translator", exact=True).wait_for()
-            page.wait_for_timeout(500)
-            page.screenshot(path=str(ARTIFACTS / "explore-translate.png"), full_page=True)
-            # Generate tab: interpolate two uploads, morph over time
-            page.get_by_role("tab", name="Generate").click()
-            page.get_by_text("Interpolate two clips (VQ-VAE latents)").click()
-            button = page.get_by_role("button", name="Interpolate", exact=True)
-            button.wait_for()
-            page.locator("#gi-a input[type=file]").set_input_files(str(clip))
-            page.locator("#gi-b input[type=file]").set_input_files(str(other))
-            page.get_by_text("Morph over time").last.click()
-            page.wait_for_timeout(1000)
-            button.click()
-            page.get_by_text(re.compile(r"a morph from A to B")).wait_for(timeout=120_000)
-            page.wait_for_selector("img[src*='interpolate']", timeout=30_000)
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(ARTIFACTS / "explore-generate.png"), full_page=True)
-        finally:
-            browser.close()
+    with app_page(server, 1400) as page:
+        # Translate tab: the instrument blend and the interpolation controls
+        page.get_by_text("Blend and stems").click()
+        page.get_by_text("Interpolate two clips (universal encoder)").click()
+        page.get_by_role("button", name="Interpolate through the translator", exact=True).wait_for()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / "explore-translate.png"), full_page=True)
+        # Generate tab: interpolate two uploads, morph over time
+        page.get_by_role("tab", name="Generate").click()
+        page.get_by_text("Interpolate two clips (VQ-VAE latents)").click()
+        button = page.get_by_role("button", name="Interpolate", exact=True)
+        button.wait_for()
+        page.locator("#gi-a input[type=file]").set_input_files(str(clip))
+        page.locator("#gi-b input[type=file]").set_input_files(str(other))
+        page.get_by_text("Morph over time").last.click()
+        page.wait_for_timeout(1000)
+        button.click()
+        page.get_by_text(re.compile(r"a morph from A to B")).wait_for(timeout=120_000)
+        page.wait_for_selector("img[src*='interpolate']", timeout=30_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "explore-generate.png"), full_page=True)
     assert (ARTIFACTS / "explore-generate.png").stat().st_size > 20_000
