@@ -62,6 +62,20 @@ def to_2d(x: torch.Tensor) -> torch.Tensor:
     return x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
 
 
+def freeze_2d(module: nn.Module) -> nn.Module:
+    """For inference: store each conv's weight once as a channels-last 4-D tensor for ``forward_2d`` (saves a
+    reorder per call; ~5% here). Call again after changing the weights or their dtype."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
+            m.weight_2d = m.weight.detach().unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    return module
+
+
+def _weight_2d(m: nn.Module) -> torch.Tensor:
+    w = getattr(m, "weight_2d", None)
+    return w if w is not None else m.weight.unsqueeze(2)
+
+
 def forward_2d(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``module`` (1-D convs, transposed convs, reflection pads, ``ResidualBlock``s and elementwise layers, nested in
     ``nn.Sequential``) applied to ``x`` ``[B, C, 1, T]`` as the same operations in 2-D, with the module's own
@@ -81,10 +95,10 @@ def forward_2d(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         left, right = module.padding
         return F.pad(x, (left, right, 0, 0), mode="reflect")
     if isinstance(module, nn.Conv1d):
-        return F.conv2d(x, module.weight.unsqueeze(2), module.bias, (1, module.stride[0]), (0, module.padding[0]),
+        return F.conv2d(x, _weight_2d(module), module.bias, (1, module.stride[0]), (0, module.padding[0]),
                         (1, module.dilation[0]), module.groups)
     if isinstance(module, nn.ConvTranspose1d):
-        return F.conv_transpose2d(x, module.weight.unsqueeze(2), module.bias, (1, module.stride[0]),
+        return F.conv_transpose2d(x, _weight_2d(module), module.bias, (1, module.stride[0]),
                                   (0, module.padding[0]), (0, module.output_padding[0]), module.groups,
                                   (1, module.dilation[0]))
     if isinstance(module, (nn.LeakyReLU, nn.Tanh, nn.ReLU, nn.Identity)):

@@ -44,11 +44,12 @@ from torch import nn
 from ..errors import ConfigMismatch
 from .generator import Generator
 from .model import _MelToAudio
-from ..nn import chunked, forward_2d, to_2d
+from ..nn import chunked, forward_2d, freeze_2d, to_2d
 from .streaming import context_frames
 
 MODES = ("auto", "fp32", "bf16", "onnx")
 CHUNK_FRAMES = {"fp32": 512, "bf16": 512, "onnx": 1024}  # frames x batch per chunk on long inputs (measured)
+MAX_SPAN = {"fp32": 256, "bf16": 256, "onnx": 1024}  # frames per item per chunk, at most (measured)
 MIN_CHUNK = 32
 TOLERANCE = 0.01  # max relative change of the log-mel distance allowed for a reduced-precision path
 
@@ -123,8 +124,8 @@ class _TorchPath(nn.Module):
         if dtype != torch.float32:  # the tail starts at the last residual stack
             split = max(i for i, m in enumerate(layers) if isinstance(m, nn.Sequential))
         self.dtype = dtype
-        self.body = nn.Sequential(*layers[:split]).to(dtype)
-        self.tail = nn.Sequential(*layers[split:])
+        self.body = freeze_2d(nn.Sequential(*layers[:split]).to(dtype))
+        self.tail = freeze_2d(nn.Sequential(*layers[split:]))
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = forward_2d(self.body, to_2d(mel.to(self.dtype)))
@@ -156,8 +157,9 @@ class FastVocoder(_MelToAudio):
     Long inputs run in overlapping chunks of ``chunk_frames / batch`` frames (at least 32; ``streaming``), which
     gives the same output (context from the receptive field) and is faster on a CPU: the working set stays in
     cache and memory stays bounded. ``chunk_frames``: None for the measured default of the mode, 0 for one shot.
-    Measured here (2 threads, quiet, channels-last path): 8 x 10 s in bf16 15x real time in one shot, 30x in
-    512-frame chunks (24x at 256); a 10 s clip 35x either way. ONNX Runtime prefers 1024 frames.
+    Measured here (2 threads, quiet, channels-last path, bf16): 8 x 10 s 15x real time in one shot, 31x in chunks of
+    512 frames x batch (64 per item; 23x at 32); a 10 s clip 31x in one shot, 36x in 256-frame chunks, 32x in 512.
+    Hence chunks of ``CHUNK_FRAMES / batch`` frames, at most ``MAX_SPAN``. ONNX Runtime prefers 1024 frames.
     """
 
     def __init__(self, vocoder, mode: str = "auto", *, threads: int | None = None, verify: bool | None = None,
@@ -210,6 +212,8 @@ class FastVocoder(_MelToAudio):
         fn = self._onnx if self._onnx is not None else self.path
         budget = CHUNK_FRAMES[self.mode] if self.chunk_frames is None else self.chunk_frames
         span = max(MIN_CHUNK, budget // mel.shape[0]) if budget else 0
+        if self.chunk_frames is None:
+            span = min(span, MAX_SPAN[self.mode])
         with torch.inference_mode(), num_threads(self.threads):
             if span and mel.shape[-1] > span + sum(self.context):
                 y = chunked(fn, mel, span, *self.context, self.config.hop_length)
