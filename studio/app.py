@@ -145,7 +145,8 @@ class Studio:
         progress(0.9, desc="drawing")
         src = t.prepare(audio, sr)
         fig = self.figure([("input", src), (f"as {target}", y)], t.config, "translate")
-        info = (f"Translated {len(y) / out_sr:.1f} s to **{target}** in {seconds:.2f} s "
+        mix = f" blended {float(blend):.0%} with **{blend_with}**" if blend_with not in (None, "", "(none)") and blend else ""
+        info = (f"Translated {len(y) / out_sr:.1f} s to **{target}**{mix} in {seconds:.2f} s "
                 f"({len(y) / out_sr / seconds:.1f}× real time) with `{t.name}`.")
         return self.write(y, out_sr, f"translated-{target}"), fig, info
 
