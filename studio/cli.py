@@ -52,6 +52,12 @@ def cmd_train_vocoder(a) -> int:
 
     def build(cfg):
         gen = cfg.generator
+        if a.init:  # fine-tuning: the architecture is the initial model's
+            from .config import from_dict
+            from .registry import resolve
+            from .vocoder.generator import GeneratorConfig
+
+            gen = from_dict(GeneratorConfig, resolve(a.init, kind="vocoder").config)
         if a.sample_rate or a.hop_length:
             audio = replace(gen.audio, sample_rate=a.sample_rate or gen.audio.sample_rate,
                             hop_length=a.hop_length or gen.audio.hop_length)
@@ -63,7 +69,16 @@ def cmd_train_vocoder(a) -> int:
                        adversarial_from=cfg.adversarial_from if a.adversarial_from is None else a.adversarial_from,
                        lr=a.lr or cfg.lr)
 
-    return _run_task(a, VocoderTask, VocoderTrainConfig, build,
+    def make_task(cfg, val_root):
+        task = VocoderTask(cfg, val_root)
+        resuming = not getattr(a, "plan", False) and a.resume and (Path(a.out) / "checkpoint.safetensors").is_file()
+        if a.init and not resuming:  # a resumed run has its own weights
+            from .vocoder import Vocoder
+
+            task.nets["generator"].load_state_dict(Vocoder.from_pretrained(a.init, fold=False).generator.state_dict())
+        return task
+
+    return _run_task(a, make_task, VocoderTrainConfig, build,
                      lambda cfg: SegmentDataset(a.data, cfg.generator.audio, cfg.segment_length, "train", seed=a.seed))
 
 
@@ -315,6 +330,8 @@ def _add_train_parsers(train, plan: bool) -> None:
     g.add_argument("--ratios", type=int, nargs="+", default=None, help="upsampling ratios; product = hop (paper: 8 8 2 2)")
     g.add_argument("--sample-rate", type=int, default=None, help="e.g. 44100 (then give --hop-length and --ratios)")
     g.add_argument("--hop-length", type=int, default=None)
+    g.add_argument("--init", default=None, help="start the generator from this vocoder (registry name or folder, "
+                   "e.g. melgan-music-22k) to fine-tune it; the discriminator starts fresh")
     tv.set_defaults(plan=plan, func=cmd_train_vocoder)
 
     tt = train.add_parser("translator", help="train the music domain translator on a multi-domain dataset",

@@ -188,3 +188,17 @@ def test_griffin_lim_has_the_vocoder_interface(piano_clip):
     y, sr = gl.resynthesize(piano_clip)
     x, _ = load_audio(piano_clip, sr)
     assert len(y) == len(x) // 256 * 256 and np.isfinite(y).all()
+
+
+def test_train_init_starts_from_a_vocoder_model(tmp_path, piano_clip):
+    """--init: the run's generator starts as the given model (architecture and weights); 0 steps exports it back."""
+    root = _one_clip_dataset(tmp_path / "d", piano_clip)
+    torch.manual_seed(1)
+    Vocoder(GeneratorConfig(channels=32)).save_pretrained(tmp_path / "tiny")
+    run_cli("train", "vocoder", "--data", root, "--out", tmp_path / "run", "--init", tmp_path / "tiny",
+            "--max-steps", "0", "--ckpt-every", "0", "--val-every", "0", "--batch-size", "1", "--threads", "1",
+            env={"OMP_NUM_THREADS": "1"})
+    start, _ = load_tensors(tmp_path / "tiny" / "model.safetensors")
+    exported, _ = load_tensors(tmp_path / "run" / "export" / "model.safetensors")
+    assert start.keys() == exported.keys() and all(torch.equal(start[k], exported[k]) for k in start)
+    assert json.loads((tmp_path / "run" / "export" / "config.json").read_text())["config"]["channels"] == 32
