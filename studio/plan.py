@@ -24,7 +24,7 @@ from . import registry
 from torch.utils.data import Dataset
 
 from .data import StepSampler, summarize
-from .errors import DatasetError
+from .errors import DatasetError, StudioError
 
 # Minimum training audio per model, in hours (documented with its reasons in README.md, "How much data").
 MIN_HOURS = {
@@ -222,7 +222,7 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise DatasetError("--device cuda: no CUDA device is visible to torch on this machine.")
+        raise StudioError("--device cuda: no CUDA device is visible to torch on this machine.")
     return torch.device(name)
 
 
@@ -237,7 +237,7 @@ def measure(model: str, task, dataset, data_root, *, batch: int, device: str = "
     from .train.loop import seed_everything
 
     if steps < 1 or batch < 1:
-        raise DatasetError("--steps and --batch must be at least 1.")
+        raise StudioError("--steps and --batch must be at least 1.")
     hours = summarize(data_root) if data_root is not None else {}
     if data_root is not None and not hours.get("train"):
         raise DatasetError(f"{data_root} has no training audio (split 'train').")

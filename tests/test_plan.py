@@ -53,3 +53,13 @@ def test_train_prints_the_same_estimate_from_its_first_steps(rendered, tmp_path)
     out = r.stdout + r.stderr
     assert "s/step" in out and "steps/h" in out and "peak memory" in out
     assert "to 2,635 steps (shipped melgan-music-22k)" in out and "to 400,000 steps (paper)" in out
+
+
+def test_plan_refuses_a_missing_cuda_device_with_one_line(rendered):
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the message is for machines without CUDA")
+    r = run_cli("plan", "vocoder", "--data", rendered, "--device", "cuda", "--batch", "2", check=False, timeout=120)
+    assert r.returncode == 2 and "no CUDA device" in r.stderr and "Traceback" not in r.stderr
