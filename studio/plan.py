@@ -253,8 +253,21 @@ def measure(model: str, task, dataset, data_root, *, batch: int, device: str = "
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, sampler=StepSampler(batch, 0, total),
                                          drop_last=True, generator=torch.Generator().manual_seed(seed))
     batches = iter(loader)
-    step_no = 10**9  # far past any warm-up schedule: the full (most expensive) step
+    # the step number of the run's last step: schedules (e.g. the vocoder's --adversarial-from) are timed as they
+    # will be for most of the run
+    step_no = max(0, (max_steps or 10**9) - 1)
 
+    try:
+        return _measure(model, task, batches, data_root, hours, dev, batch, precision, steps, warmup, step_no,
+                        max_steps, domains)
+    except torch.cuda.OutOfMemoryError:
+        total_gb = torch.cuda.get_device_properties(dev).total_memory / 2**30
+        raise StudioError(f"batch {batch} does not fit in the memory of {machine_name(dev)} ({total_gb:.0f} GB); "
+                          f"try --batch {max(1, batch // 2)}.") from None
+
+
+def _measure(model, task, batches, data_root, hours, dev, batch, precision, steps, warmup, step_no, max_steps,
+             domains) -> Plan:
     def sync():
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
@@ -371,7 +384,10 @@ def shipped_task(model: str):
         from .vocoder.train import VocoderTask, VocoderTrainConfig
 
         task = VocoderTask(VocoderTrainConfig(generator=from_dict(GeneratorConfig, entry.config),
-                                              segment_length=rec.get("segment", 8192)))
+                                              segment_length=rec.get("segment", 8192),
+                                              lambda_stft=rec.get("lambda_stft", 0.0),
+                                              lambda_mel=rec.get("lambda_mel", 0.0),
+                                              adversarial_from=rec.get("adversarial_from", 0)))
     elif model == "translator":
         from .translation.model import TranslatorConfig
         from .translation.train import TranslatorTask, TranslatorTrainConfig
@@ -398,4 +414,5 @@ def estimate_shipped(model: str, steps: int = 2, warmup: int = 1, threads: int |
     precision), on synthetic batches."""
     task, batch, rec = shipped_task(model)
     return measure(model, task, SyntheticData(model, task), None, batch=batch, device="cpu",
-                   precision=rec.get("precision", "fp32"), threads=threads, steps=steps, warmup=warmup)
+                   precision=rec.get("precision", "fp32"), threads=threads, steps=steps, warmup=warmup,
+                   max_steps=rec.get("steps"))
