@@ -284,7 +284,10 @@ def cmd_eval_vocoder(a) -> int:
             c["monophonic"] = c["piece"].startswith("ryansMammoth") and c["domain"] != "guitar"
         results["held-out renders"] = evaluate_vocoder(vocoders, clips, sr)
     for folder in a.real or []:
-        results[str(folder)] = evaluate_vocoder(vocoders, folder_clips(folder, sr, a.seconds), sr)
+        clips = folder_clips(folder, sr, a.seconds)
+        for c in clips:  # pYIN needs one voice: the user names the single-line folders
+            c["monophonic"] = c["domain"] in (a.monophonic or [])
+        results[str(folder)] = evaluate_vocoder(vocoders, clips, sr)
     for name, rows in results.items():
         print(f"## {name}")
         print(format_table(rows))
@@ -451,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     evv.add_argument("--data", default=None, help="dataset folder (held-out split)")
     evv.add_argument("--split", default="test")
     evv.add_argument("--real", nargs="*", type=Path, help="folders of real recordings, e.g. ../shared/audio/music")
+    evv.add_argument("--monophonic", nargs="*", default=None, metavar="FOLDER",
+                     help="subfolders of --real holding one voice (e.g. bach_solo_cello): pitch accuracy (pYIN) there")
     evv.add_argument("--seconds", type=float, default=4.0)
     evv.add_argument("--max-clips", type=int, default=12)
     evv.add_argument("--json", default=None)

@@ -202,3 +202,23 @@ def test_train_init_starts_from_a_vocoder_model(tmp_path, piano_clip):
     exported, _ = load_tensors(tmp_path / "run" / "export" / "model.safetensors")
     assert start.keys() == exported.keys() and all(torch.equal(start[k], exported[k]) for k in start)
     assert json.loads((tmp_path / "run" / "export" / "config.json").read_text())["config"]["channels"] == 32
+
+
+def test_eval_vocoder_cli_reports_distances_and_pitch_on_monophonic_folders(tmp_path):
+    """`studio eval vocoder --real DIR --monophonic solo`: both vocoders' distances; pitch accuracy only on `solo`."""
+    sr = 22050
+    t = np.arange(2 * sr) / sr
+    melody = np.concatenate([sum(np.sin(2 * np.pi * f * k * t[: sr // 2]) / k for k in (1, 2, 3))
+                             * np.exp(-2 * t[: sr // 2]) for f in (220.0, 277.2, 329.6, 440.0)])
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6))
+    for name, x in [("solo", melody), ("tutti", chord)]:
+        (tmp_path / "real" / name).mkdir(parents=True)
+        sf.write(tmp_path / "real" / name / "0.wav", (0.3 * x / np.abs(x).max()).astype(np.float32), sr)
+    run_cli("eval", "vocoder", "--real", tmp_path / "real", "--monophonic", "solo", "--seconds", "2",
+            "--json", tmp_path / "eval.json", env={"OMP_NUM_THREADS": "1"})
+    rows = {r["vocoder"]: r for r in json.loads((tmp_path / "eval.json").read_text())[str(tmp_path / "real")]}
+    assert set(rows) == {"melgan-music-22k", "griffin-lim-32"}
+    for r in rows.values():
+        assert r["clips"] == 2 and 0 < r["mel_l1"] < 2 and r["mr_stft"] > 0
+        assert 0 <= r["pitch_accuracy"] <= 1  # computed: one clip is marked monophonic
+    assert rows["griffin-lim-32"]["pitch_accuracy"] > 0.8  # a clean melody keeps its pitch through Griffin-Lim
