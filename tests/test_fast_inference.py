@@ -60,7 +60,8 @@ def test_mode_keeps_the_log_mel_distance_within_one_percent(vocoder, clip, refer
     direct = mel_l1(y32, y, aligned=True)
     print(f"{mode}->{fast.mode}: relative change {rel:.5f}, mel_l1(fp32, fast) {direct:.5f}, "
           f"max |diff| {(y - y32).abs().max():.2e} ({'trained' if TRAINED else 'random init'})")
-    assert (y - y32).abs().max() < 2e-3  # bf16 keeps ~3 significant digits; fp32 paths agree to ~1e-6
+    # bf16 keeps ~3 significant digits of the peak; the fp32 paths agree to ~1e-6
+    assert (y - y32).abs().max() < (1e-5 if fast.mode != "bf16" else 1e-2 * y32.abs().max())
     if fast.mode == "bf16" and not TRAINED:
         # A random-init generator's output sits at the log floor in ~85% of the mel bins, where bf16 rounding
         # moves the log-mel distance by several %: not a usable model, and auto's probe check rejects bf16 for it

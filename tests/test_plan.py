@@ -3,7 +3,10 @@
 import json
 import math
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
+
+# the shipped vocoder's step count, from its training record
+SHIPPED_STEPS = json.loads((ROOT / "models" / "melgan-music-22k" / "config.json").read_text())["training"]["steps"]
 
 
 def _plan(*args):
@@ -18,7 +21,7 @@ def test_plan_vocoder_runs_real_steps_and_reports_targets(rendered):
     assert math.isfinite(p["peak_memory_mb"]) and 100 < p["peak_memory_mb"] < p["memory_limit_mb"]
     assert p["next_batch"] == 4 and p["next_batch_fits"] is True and p["next_batch_memory_mb"] >= p["peak_memory_mb"]
     targets = {t["name"]: t for t in p["targets"]}
-    assert targets["shipped melgan-music-22k"]["steps"] == 2635  # from the shipped model's card record
+    assert targets["shipped melgan-music-22k"]["steps"] == SHIPPED_STEPS  # from the shipped model's record
     assert targets["paper"]["steps"] == 400_000
     for t in targets.values():
         assert math.isclose(t["seconds"], t["steps"] * p["seconds_per_step"])
@@ -52,7 +55,7 @@ def test_train_prints_the_same_estimate_from_its_first_steps(rendered, tmp_path)
                 timeout=300)
     out = r.stdout + r.stderr
     assert "s/step" in out and "steps/h" in out and "peak memory" in out
-    assert "to 2,635 steps (shipped melgan-music-22k)" in out and "to 400,000 steps (paper)" in out
+    assert f"to {SHIPPED_STEPS:,} steps (shipped melgan-music-22k)" in out and "to 400,000 steps (paper)" in out
 
 
 def test_plan_refuses_a_missing_cuda_device_with_one_line(rendered):
