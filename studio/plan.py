@@ -24,7 +24,7 @@ from . import registry
 from torch.utils.data import Dataset
 
 from .data import StepSampler, summarize
-from .errors import DatasetError, StudioError
+from .errors import DatasetError, ModelNotFound, StudioError
 
 # Minimum training audio per model, in hours (documented with its reasons in README.md, "How much data").
 MIN_HOURS = {
@@ -41,14 +41,20 @@ PAPER_STEPS = {
 }
 
 
-def _shipped_training(model: str) -> tuple[str, dict] | None:
-    """The ``training`` record of the shipped model matching ``model`` (from its config.json), if installed."""
+def shipped_entry(model: str) -> tuple[registry.ModelEntry, dict]:
+    """The shipped model that ``model``'s training produces, and its ``training`` record (the generator's holds one
+    per stage). Raises ``ModelNotFound`` when it is not installed."""
     kind = {"vocoder": "vocoder", "translator": "translator", "vqvae": "generator", "prior": "generator"}[model]
+    entry = registry.resolve(registry.DEFAULTS[kind], kind=kind)
+    return entry, (entry.training.get(model, {}) if kind == "generator" else entry.training)
+
+
+def _shipped_training(model: str) -> tuple[str, dict] | None:
+    """``(name, record)`` of the shipped model matching ``model``, if installed and recorded."""
     try:
-        entry = registry.resolve(registry.DEFAULTS[kind], kind=kind)
-    except Exception:  # noqa: BLE001 - no shipped model: the plan just lacks that row
+        entry, record = shipped_entry(model)
+    except ModelNotFound:  # no shipped model: the plan just lacks that row
         return None
-    record = entry.training.get(model, {}) if kind == "generator" else entry.training
     return (entry.name, record) if record.get("steps") else None
 
 
@@ -376,9 +382,7 @@ def shipped_task(model: str):
     """(training task with the shipped model's architecture, the card's batch size, the card's record)."""
     from .config import from_dict
 
-    kind = {"vocoder": "vocoder", "translator": "translator", "vqvae": "generator", "prior": "generator"}[model]
-    entry = registry.resolve(registry.DEFAULTS[kind], kind=kind)
-    rec = entry.training.get(model, {}) if kind == "generator" else entry.training
+    entry, rec = shipped_entry(model)
     if model == "vocoder":
         from .vocoder.generator import GeneratorConfig
         from .vocoder.train import VocoderTask, VocoderTrainConfig
