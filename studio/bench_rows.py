@@ -138,8 +138,8 @@ def streaming_rows(bench: Bench, vocoder, fast: dict, base: torch.Tensor) -> Non
 
 def training_rows(bench: Bench) -> None:
     """A full G+D training step of the paper config per batch size: the textbook step in float32 (reference:
-    ``VocoderTask(fast=False)``), then the studio's step (D frozen in the G step, G as channels-last 2-D ops on a
-    CPU, fused Adam) in float32 and with bf16 autocast."""
+    ``VocoderTask(fast=False)``), then the studio's step (D frozen in the G step, G as channels-last 2-D ops and
+    D's strided convs as stride-1 convs on a CPU, fused Adam) in float32 and with bf16 autocast."""
     from .vocoder.train import VocoderTask, VocoderTrainConfig
 
     o = bench.options

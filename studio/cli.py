@@ -67,7 +67,8 @@ def cmd_train_vocoder(a) -> int:
                        lambda_stft=cfg.lambda_stft if a.lambda_stft is None else a.lambda_stft,
                        lambda_mel=cfg.lambda_mel if a.lambda_mel is None else a.lambda_mel,
                        adversarial_from=cfg.adversarial_from if a.adversarial_from is None else a.adversarial_from,
-                       lr=a.lr or cfg.lr)
+                       lr=a.lr or cfg.lr, mix_prob=cfg.mix_prob if a.mix_prob is None else a.mix_prob,
+                       noise_db=tuple(a.noise_db) if a.noise_db else cfg.noise_db)
 
     def make_task(cfg, val_root):
         task = VocoderTask(cfg, val_root)
@@ -329,6 +330,10 @@ def _add_train_parsers(train, plan: bool) -> None:
     g.add_argument("--lambda-mel", type=float, default=None, help="weight of the auxiliary log-mel L1 loss (paper: 0)")
     g.add_argument("--adversarial-from", type=int, default=None, help="STFT-only warm-up steps before the GAN losses")
     g.add_argument("--lr", type=float, default=None, help="Adam learning rate (paper: 1e-4)")
+    g.add_argument("--mix-prob", type=float, default=None,
+                   help="augmentation: probability of adding another segment of the batch (ensembles; paper: 0)")
+    g.add_argument("--noise-db", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="augmentation: white noise at a level in [LO, HI] dB re the segment's peak, e.g. -80 -50")
     g.add_argument("--channels", type=int, default=None, help="generator width after the input conv (paper: 512)")
     g.add_argument("--ratios", type=int, nargs="+", default=None, help="upsampling ratios; product = hop (paper: 8 8 2 2)")
     g.add_argument("--sample-rate", type=int, default=None, help="e.g. 44100 (then give --hop-length and --ratios)")

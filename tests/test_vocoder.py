@@ -42,6 +42,42 @@ def test_discriminator_scores_windows_at_three_scales():
     assert [f.shape[1] for f in outs[0]] == [16, 64, 256, 1024, 1024, 1024, 1]
 
 
+@pytest.mark.parametrize("length", [8192, 3001])
+def test_space_to_depth_discriminator_equals_the_strided_one(length):
+    """The training step's stride-1 rewrite of D's strided convs: same features and same weight gradients."""
+    torch.manual_seed(0)
+    d = MultiScaleDiscriminator()
+    x = torch.randn(2, 1, length)
+    runs = []
+    for on in (False, True):
+        d.space_to_depth = on
+        d.zero_grad()
+        feats = [f for scale in d(x) for f in scale]
+        sum(f.square().mean() for f in feats).backward()
+        runs.append((feats, [p.grad.clone() for p in d.parameters()]))
+    (fa, ga), (fb, gb) = runs
+    assert [f.shape for f in fa] == [f.shape for f in fb]
+    for a, b in zip(fa + ga, fb + gb):
+        assert (a - b).abs().max() <= 1e-5 * a.abs().max() + 1e-12
+
+
+def test_augmentation_mixes_and_adds_noise_without_changing_peaks():
+    from studio.vocoder.train import augment
+
+    torch.manual_seed(0)
+    t = torch.arange(8192) / 22050
+    x = torch.stack([torch.sin(2 * torch.pi * f * t) * 0.5 for f in (220.0, 330.0, 440.0, 550.0)])[:, None]
+    plain = augment(x, VocoderTrainConfig(gain=(1.0, 1.0)))
+    assert torch.equal(plain, x)
+    y = augment(x, VocoderTrainConfig(gain=(1.0, 1.0), mix_prob=1.0, noise_db=(-60.0, -60.0)))
+    assert torch.allclose(y.abs().amax(dim=-1), x.abs().amax(dim=-1), rtol=0.01)  # noise at -60 dB barely moves it
+    spectrum = torch.fft.rfft(y[0, 0]).abs()
+    bin_of = lambda f: round(f * 8192 / 22050)
+    assert spectrum[bin_of(550.0)] > 0.1 * spectrum[bin_of(220.0)]  # item 0 got the batch's last item mixed in
+    quiet = spectrum[bin_of(3000.0): bin_of(8000.0)].mean()
+    assert 0 < quiet < 1e-3 * spectrum[bin_of(220.0)]  # a noise floor far below the notes
+
+
 def test_ratios_must_multiply_to_hop_and_44k_works():
     with pytest.raises(ConfigMismatch, match="must equal the hop"):
         GeneratorConfig(ratios=(8, 8, 2))

@@ -34,6 +34,27 @@ class VocoderTrainConfig:
     lambda_mel: float = 0.0  # auxiliary log10-mel L1 loss (as in HiFi-GAN); off in the paper
     gain: tuple[float, float] = (0.3, 1.0)
     adversarial_from: int = 0  # steps of STFT-only warm-up before the GAN losses start (needs lambda_stft > 0)
+    # Augmentation toward real recordings (renders are solo and noiseless): with probability mix_prob a segment
+    # gets another one of the batch added (ensembles); noise_db: white noise at a level drawn in this range, dB
+    # relative to the segment's peak (a recording's noise floor). Off in the paper.
+    mix_prob: float = 0.0
+    noise_db: tuple[float, float] | None = None
+
+
+def augment(x: torch.Tensor, cfg: VocoderTrainConfig) -> torch.Tensor:
+    """Random gain (paper), then the optional mixing and noise of ``cfg``, for a batch ``[B, 1, T]``; the peak of
+    each segment stays that of its gain-scaled original."""
+    n = x.shape[0]
+    new = lambda: torch.empty(n, 1, 1, device=x.device)
+    x = x * new().uniform_(*cfg.gain)
+    peak = x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-4)
+    if cfg.mix_prob > 0 and n > 1:
+        mixed = x + x.roll(1, dims=0) * new().uniform_(0.3, 1.0) * (new().uniform_() < cfg.mix_prob)
+        x = mixed * peak / mixed.abs().amax(dim=-1, keepdim=True).clamp(min=1e-4)
+    if cfg.noise_db is not None:
+        level = 10 ** (new().uniform_(*cfg.noise_db) / 20) * peak
+        x = (x + torch.randn_like(x) * level).clamp(-1, 1)
+    return x
 
 
 @contextmanager
@@ -54,7 +75,8 @@ class VocoderTask(Task):
 
     def __init__(self, cfg: VocoderTrainConfig, val_root=None, val_clips: int = 4, val_seconds: float = 3.0,
                  fast: bool = True):
-        """``fast``: the studio's step (D frozen in the G step, G channels-last on a CPU, fused Adam); the same
+        """``fast``: the studio's step (D frozen in the G step, G channels-last and D's strided convs as stride-1
+        convs on a CPU, fused Adam); the same
         losses and updates as the textbook step (``fast=False``, the benchmark's reference) up to float rounding."""
         super().__init__()
         self.freeze_d = self.cpu_channels_last = fast
@@ -76,15 +98,14 @@ class VocoderTask(Task):
     def _to(self, device):
         self.mel.to(device)
         self.stft.to(device)
-        self.nets["generator"].channels_last = self.cpu_channels_last and device.type == "cpu"
+        on_cpu = self.cpu_channels_last and device.type == "cpu"
+        self.nets["generator"].channels_last = self.nets["discriminator"].space_to_depth = on_cpu
 
     def train_step(self, batch: dict, step: int) -> dict[str, float]:
         cfg, dev = self.cfg, self.device
         self._to(dev)
         G, D = self.run["generator"], self.run["discriminator"]
-        x = batch["audio"].to(dev)
-        lo, hi = cfg.gain
-        x = x * torch.empty(x.shape[0], 1, 1, device=dev).uniform_(lo, hi)
+        x = augment(batch["audio"].to(dev), cfg)
         with torch.no_grad():
             mel = self.mel(x)
         adversarial = step >= cfg.adversarial_from
