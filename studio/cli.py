@@ -67,6 +67,7 @@ def cmd_train_vocoder(a) -> int:
                        lambda_stft=cfg.lambda_stft if a.lambda_stft is None else a.lambda_stft,
                        lambda_mel=cfg.lambda_mel if a.lambda_mel is None else a.lambda_mel,
                        adversarial_from=cfg.adversarial_from if a.adversarial_from is None else a.adversarial_from,
+                       lambda_sync=cfg.lambda_sync if a.lambda_sync is None else a.lambda_sync,
                        lr=a.lr or cfg.lr, mix_prob=cfg.mix_prob if a.mix_prob is None else a.mix_prob,
                        noise_db=tuple(a.noise_db) if a.noise_db else cfg.noise_db)
 
@@ -126,12 +127,27 @@ def cmd_train_translator(a) -> int:
     def build(cfg):
         domains = tuple(a.domains) if a.domains else tuple(sorted({e.domain for e in read_manifest(a.data, "train")}))
         model = replace(cfg.model, domains=domains, channels=a.channels or cfg.model.channels)
-        return replace(cfg, model=model, confusion=cfg.confusion if a.confusion is None else a.confusion,
-                       segment_length=a.segment_length or cfg.segment_length, lr=a.lr or cfg.lr)
+        if a.init:  # fine-tuning: the architecture and domains are the initial model's
+            from .translation.pipeline import load_translator_model
 
-    return _run_task(a, TranslatorTask, TranslatorTrainConfig, build,
+            model = load_translator_model(a.init)[0].config
+        return replace(cfg, model=model, confusion=cfg.confusion if a.confusion is None else a.confusion,
+                       segment_length=a.segment_length or cfg.segment_length, lr=a.lr or cfg.lr,
+                       parallel=cfg.parallel if a.parallel is None else a.parallel)
+
+    def make_task(cfg, val_root):
+        task = TranslatorTask(cfg, val_root)
+        resuming = not getattr(a, "plan", False) and a.resume and (Path(a.out) / "checkpoint.safetensors").is_file()
+        if a.init and not resuming:  # a resumed run has its own weights
+            from .translation.pipeline import load_translator_model
+
+            task.nets["model"].load_state_dict(load_translator_model(a.init)[0].state_dict())
+        return task
+
+    return _run_task(a, make_task, TranslatorTrainConfig, build,
                      lambda cfg: SegmentDataset(a.data, cfg.model.audio, cfg.segment_length, "train",
-                                                domains=list(cfg.model.domains), seed=a.seed))
+                                                domains=list(cfg.model.domains), seed=a.seed,
+                                                parallel=cfg.parallel > 0))
 
 
 def cmd_train_vqvae(a) -> int:
@@ -328,6 +344,8 @@ def _add_train_parsers(train, plan: bool) -> None:
     g.add_argument("--segment-length", type=int, default=None, help="samples per training segment (paper: 8192)")
     g.add_argument("--lambda-stft", type=float, default=None, help="weight of the auxiliary MR-STFT loss (paper: 0)")
     g.add_argument("--lambda-mel", type=float, default=None, help="weight of the auxiliary log-mel L1 loss (paper: 0)")
+    g.add_argument("--lambda-sync", type=float, default=None,
+                   help="weight of the frame-locked error: against the hop-rate buzz (paper: 0)")
     g.add_argument("--adversarial-from", type=int, default=None, help="STFT-only warm-up steps before the GAN losses")
     g.add_argument("--lr", type=float, default=None, help="Adam learning rate (paper: 1e-4)")
     g.add_argument("--mix-prob", type=float, default=None,
@@ -348,6 +366,10 @@ def _add_train_parsers(train, plan: bool) -> None:
     g = tt.add_argument_group("translator")
     g.add_argument("--domains", nargs="+", default=None, help="domains to learn (default: all in the manifest)")
     g.add_argument("--confusion", type=float, default=None, help="domain-confusion weight (0.01; 0 = off)")
+    g.add_argument("--parallel", type=float, default=None,
+                   help="fraction of each batch trained to translate to the same window rendered on another "
+                        "instrument (parallel renders; 0 = unsupervised, as in Mor et al.)")
+    g.add_argument("--init", default=None, help="start from this translator (registry name or folder) to fine-tune")
     g.add_argument("--channels", type=int, default=None)
     g.add_argument("--segment-length", type=int, default=None)
     g.add_argument("--lr", type=float, default=None)

@@ -119,10 +119,12 @@ class SegmentDataset(Dataset):
 
     Files are chosen in proportion to their duration. Item ``i`` is the same for a given ``seed`` whatever the
     worker or process reading it. ``domains`` fixes the domain -> index mapping (default: sorted names).
+    ``parallel``: also ``"target_audio"``/``"target_domain"``, the same window of the same piece on another domain
+    (parallel renders of one score are sample-aligned); the item itself when the piece has no other domain.
     """
 
     def __init__(self, root, config: AudioConfig, segment_length: int, split: str = "train",
-                 domains: list[str] | None = None, seed: int = 0, min_rms: float = 1e-3):
+                 domains: list[str] | None = None, seed: int = 0, min_rms: float = 1e-3, parallel: bool = False):
         self.root = Path(root)
         self.entries = read_manifest(root, split, domains)
         self.config = config
@@ -132,6 +134,11 @@ class SegmentDataset(Dataset):
         self.domains = list(domains) if domains else sorted({e.domain for e in self.entries})
         dur = np.array([e.duration for e in self.entries])
         self.weights = dur / dur.sum()
+        self.parallel = parallel
+        self.by_piece: dict[str, list[Entry]] = {}
+        for e in self.entries:
+            if e.piece:
+                self.by_piece.setdefault(e.piece, []).append(e)
 
     def __len__(self) -> int:
         return 2**62  # indices come from the sampler; sampling is by index, not by enumeration
@@ -145,7 +152,15 @@ class SegmentDataset(Dataset):
             x = read_segment(self.root / e.path, start, self.segment_length, e.sample_rate, self.config.sample_rate)
             if np.sqrt(np.mean(x**2)) >= self.min_rms:
                 break
-        return {"audio": torch.from_numpy(x)[None], "domain": self.domains.index(e.domain)}
+        item = {"audio": torch.from_numpy(x)[None], "domain": self.domains.index(e.domain)}
+        if self.parallel:
+            others = [o for o in self.by_piece.get(e.piece, []) if o.domain != e.domain]
+            t, y = e, x
+            if others:
+                t = others[rng.integers(len(others))]
+                y = read_segment(self.root / t.path, start, self.segment_length, t.sample_rate, self.config.sample_rate)
+            item.update(target_audio=torch.from_numpy(y)[None], target_domain=self.domains.index(t.domain))
+        return item
 
 
 class StepSampler(Sampler):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .data import parallel_clips
-from .metrics import frechet_distance, mel_frame_stats, mel_l1, mr_stft_distance, pitch_accuracy
+from .metrics import frame_locked, frechet_distance, mel_frame_stats, mel_l1, mr_stft_distance, pitch_accuracy
 
 
 def chroma_agreement(a: np.ndarray, b: np.ndarray, sr: int) -> float:
@@ -55,20 +55,27 @@ def evaluate_translator(translator, data_root, split: str = "test", seconds: flo
 def evaluate_vocoder(vocoders: dict, clips: list[dict], sample_rate: int) -> list[dict]:
     """``vocoders``: name -> object with ``resynthesize(audio, sr)``; ``clips``: ``[{"audio", "monophonic"?}]``.
 
-    Pitch accuracy is computed on the clips marked monophonic (pYIN needs one voice).
+    Pitch accuracy is computed on the clips marked monophonic (pYIN needs one voice). ``frame_locked``: the share
+    of the output's energy periodic with the hop (the frame-rate buzz; ``metrics.frame_locked``), next to the
+    inputs' own share (``input_frame_locked``, chance level for music).
     """
     rows = []
+    hop = lambda voc: getattr(getattr(voc, "config", None), "hop_length", 256)
+    locked = lambda a, h: frame_locked(torch.as_tensor(np.asarray(a, dtype=np.float32)), h).item()
     for name, voc in vocoders.items():
-        mel_d, stft_d, pitch = [], [], []
+        mel_d, stft_d, pitch, lock, lock_in = [], [], [], [], []
         for c in clips:
             with torch.inference_mode():
                 y, _ = voc.resynthesize(c["audio"], sample_rate)
             mel_d.append(mel_l1(c["audio"], y))
             stft_d.append(mr_stft_distance(c["audio"], y))
+            lock.append(locked(y, hop(voc)))
+            lock_in.append(locked(c["audio"], hop(voc)))
             if c.get("monophonic"):
                 pitch.append(pitch_accuracy(c["audio"], y, sample_rate))
         rows.append({"vocoder": name, "clips": len(clips), "mel_l1": float(np.mean(mel_d)),
-                     "mr_stft": float(np.mean(stft_d)),
+                     "mr_stft": float(np.mean(stft_d)), "frame_locked": float(np.mean(lock)),
+                     "input_frame_locked": float(np.mean(lock_in)),
                      "pitch_accuracy": float(np.nanmean(pitch)) if pitch else None})
     return rows
 

@@ -71,6 +71,24 @@ def mr_stft_distance(ref, est) -> float:
         return _stft(est[None], ref[None]).item()
 
 
+def frame_locked(x: torch.Tensor, hop: int, frames: int = 32, ref: torch.Tensor | None = None) -> torch.Tensor:
+    """Energy of the part of ``x`` ``[..., T]`` that repeats every ``hop`` samples (within windows of ``frames``
+    hops), relative to the energy of ``ref`` (default: ``x``): ``[...]``.
+
+    A vocoder that re-starts its waveform at every mel frame buzzes at the frame rate (sr / hop, 86 Hz here) and
+    its harmonics: that buzz is periodic with the hop, so it survives the average over frames, while music does
+    not (real recordings: ~1/frames, chance level). Magnitude metrics barely see it; pitch trackers lock onto it.
+    """
+    ref = x if ref is None else ref
+    frames = min(frames, x.shape[-1] // hop)  # short clips: one window of all their frames
+    if frames < 2:
+        raise ValueError(f"frame_locked needs at least {2 * hop} samples.")
+    n = x.shape[-1] // (hop * frames) * hop * frames
+    w = x[..., :n].reshape(*x.shape[:-1], -1, frames, hop)
+    locked = w.mean(-2).square().sum((-2, -1)) * frames
+    return locked / ref[..., :n].square().sum(-1).clamp(min=1e-8)
+
+
 def pitch_accuracy(ref, est, sample_rate: int, tolerance_cents: float = 50.0) -> float:
     """Share of frames voiced in ``ref`` whose pYIN f0 in ``est`` is within ``tolerance_cents`` (monophonic audio)."""
     import librosa

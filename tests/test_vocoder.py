@@ -78,6 +78,22 @@ def test_augmentation_mixes_and_adds_noise_without_changing_peaks():
     assert 0 < quiet < 1e-3 * spectrum[bin_of(220.0)]  # a noise floor far below the notes
 
 
+def test_frame_locked_measures_the_frame_rate_buzz():
+    from studio.metrics import frame_locked
+
+    sr, hop = 22050, 256
+    t = torch.arange(4 * sr) / sr
+    note = torch.sin(2 * torch.pi * 440.0 * t)  # 440 Hz is not a multiple of sr / hop = 86.1 Hz
+    buzz = torch.zeros_like(t)
+    buzz[::hop] = 1.0  # a pulse every frame
+    noise = torch.randn(len(t), generator=torch.Generator().manual_seed(0))
+    assert frame_locked(buzz, hop).item() > 0.99
+    assert frame_locked(note, hop).item() < 0.05
+    assert abs(frame_locked(noise, hop).item() - 1 / 32) < 0.01  # chance level: one part in the 32 frames averaged
+    saw = (torch.arange(len(t)) % hop) / hop - 0.5  # an 86 Hz sawtooth buzz, ~-8 dB re the note
+    assert 0.1 < frame_locked(note + saw, hop, ref=note).item() < 0.3  # added to music, it is seen
+
+
 def test_ratios_must_multiply_to_hop_and_44k_works():
     with pytest.raises(ConfigMismatch, match="must equal the hop"):
         GeneratorConfig(ratios=(8, 8, 2))
@@ -255,6 +271,6 @@ def test_eval_vocoder_cli_reports_distances_and_pitch_on_monophonic_folders(tmp_
     rows = {r["vocoder"]: r for r in json.loads((tmp_path / "eval.json").read_text())[str(tmp_path / "real")]}
     assert set(rows) == {"melgan-music-22k", "griffin-lim-32"}
     for r in rows.values():
-        assert r["clips"] == 2 and 0 < r["mel_l1"] < 2 and r["mr_stft"] > 0
+        assert r["clips"] == 2 and 0 < r["mel_l1"] < 2 and r["mr_stft"] > 0 and 0 < r["input_frame_locked"] < 0.2
         assert 0 <= r["pitch_accuracy"] <= 1  # computed: one clip is marked monophonic
     assert rows["griffin-lim-32"]["pitch_accuracy"] > 0.8  # a clean melody keeps its pitch through Griffin-Lim

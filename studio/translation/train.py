@@ -1,7 +1,8 @@
 """The translator's training task for the shared loop.
 
 Per step: the encoder sees a locally pitch-shifted mel; the decoder must rebuild the *unshifted* mel in the
-clip's own domain (L1); the domain classifier learns to tell the domain from the detached latent; the encoder is
+clip's own domain (L1) — or, for a fraction ``parallel`` of the batch, the same window of the piece rendered on
+another instrument, decoded as that instrument; the domain classifier learns to tell the domain from the detached latent; the encoder is
 pushed the other way through gradient reversal with weight ``confusion`` (0.01 in Mor et al.).
 """
 
@@ -29,6 +30,10 @@ class TranslatorTrainConfig:
     lr: float = 3e-4
     confusion: float = 0.01  # weight of the domain-confusion term on the encoder; 0 turns it off
     pitch_shift: float = 0.5  # semitones, max; 0 turns the augmentation off
+    # Fraction of each batch whose decoder target is the same window rendered on another instrument (parallel
+    # renders of one score) instead of the clip itself: supervision that keeps the notes. 0 = Mor et al.'s
+    # unsupervised training. Needs a dataset with several domains per piece.
+    parallel: float = 0.0
 
 
 class TranslatorTask(Task):
@@ -51,13 +56,19 @@ class TranslatorTask(Task):
         cfg, dev = self.cfg, self.device
         self.mel.to(dev)
         model, clf = self.run["model"], self.run["classifier"]
+        crop = lambda m: m[..., : m.shape[-1] // cfg.model.down * cfg.model.down]
         with torch.no_grad():
-            mel = self.mel(batch["audio"].to(dev))
-            mel = mel[..., : mel.shape[-1] // cfg.model.down * cfg.model.down]
+            mel = crop(self.mel(batch["audio"].to(dev)))
             inp = random_local_pitch_shift(mel, self.audio, max_semitones=cfg.pitch_shift) if cfg.pitch_shift else mel
         domain = batch["domain"].to(dev)
+        target, target_domain = mel, domain
+        if cfg.parallel > 0 and "target_audio" in batch:
+            with torch.no_grad():
+                pick = torch.rand(len(domain), device=dev) < cfg.parallel
+                target = torch.where(pick[:, None, None], crop(self.mel(batch["target_audio"].to(dev))), mel)
+                target_domain = torch.where(pick, batch["target_domain"].to(dev), domain)
         with self.autocast():
-            z, rec = model(inp, domain)
+            z, rec = model(inp, target_domain)
         # classifier step on the detached latent
         logits = clf(z.detach().float())
         loss_c = F.cross_entropy(logits, domain)
@@ -65,8 +76,8 @@ class TranslatorTask(Task):
         loss_c.backward()
         self.opts["classifier"].step()
         acc = (logits.argmax(-1) == domain).float().mean().item()
-        # encoder/decoder step: reconstruct the clean mel in the clip's own domain, confuse the classifier
-        loss_rec = F.l1_loss(rec.float(), mel)
+        # encoder/decoder step: rebuild the clean target mel in its domain, confuse the classifier
+        loss_rec = F.l1_loss(rec.float(), target)
         loss = loss_rec
         if cfg.confusion > 0:
             adv = F.cross_entropy(clf(GradientReversal.apply(z.float(), cfg.confusion)), domain)

@@ -12,7 +12,7 @@ import torch
 from ..audio import MelSpectrogram
 from ..config import to_dict
 from ..data import fixed_clips
-from ..metrics import mel_l1_batch
+from ..metrics import frame_locked, mel_l1_batch
 from ..train.loop import Task
 from .discriminator import DiscriminatorConfig, MultiScaleDiscriminator
 from .generator import Generator, GeneratorConfig
@@ -34,6 +34,9 @@ class VocoderTrainConfig:
     lambda_mel: float = 0.0  # auxiliary log10-mel L1 loss (as in HiFi-GAN); off in the paper
     gain: tuple[float, float] = (0.3, 1.0)
     adversarial_from: int = 0  # steps of STFT-only warm-up before the GAN losses start (needs lambda_stft > 0)
+    # weight of the frame-locked error (``metrics.frame_locked`` of y - x re x): penalises the hop-rate buzz that
+    # magnitude losses let through (reconstruction-only training falls into it); off in the paper
+    lambda_sync: float = 0.0
     # Augmentation toward real recordings (renders are solo and noiseless): with probability mix_prob a segment
     # gets another one of the batch added (ensembles); noise_db: white noise at a level drawn in this range, dB
     # relative to the segment's peak (a recording's noise floor). Off in the paper.
@@ -80,7 +83,7 @@ class VocoderTask(Task):
         losses and updates as the textbook step (``fast=False``, the benchmark's reference) up to float rounding."""
         super().__init__()
         self.freeze_d = self.cpu_channels_last = fast
-        if cfg.adversarial_from > 0 and cfg.lambda_stft <= 0 and cfg.lambda_mel <= 0:
+        if cfg.adversarial_from > 0 and cfg.lambda_stft <= 0 and cfg.lambda_mel <= 0 and cfg.lambda_sync <= 0:
             raise ValueError("adversarial_from > 0 needs lambda_stft or lambda_mel > 0: the generator needs a loss.")
         self.cfg = cfg
         self.audio = cfg.generator.audio
@@ -137,6 +140,11 @@ class VocoderTask(Task):
             st = self.stft(y.float(), x)
             loss_g = loss_g + cfg.lambda_stft * st
             logs["loss_stft"] = st.item()
+        if cfg.lambda_sync > 0:
+            n = cfg.segment_length // self.audio.hop_length
+            sync = frame_locked(y.float() - x, self.audio.hop_length, n, ref=x).mean()
+            loss_g = loss_g + cfg.lambda_sync * sync
+            logs["loss_sync"] = sync.item()
         with torch.set_grad_enabled(cfg.lambda_mel > 0):  # otherwise only logged: no graph for it
             mel_dist = mel_l1_batch(x, y.float(), self.mel).mean()
         if cfg.lambda_mel > 0:
