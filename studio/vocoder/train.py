@@ -79,12 +79,13 @@ class VocoderTask(Task):
     def __init__(self, cfg: VocoderTrainConfig, val_root=None, val_clips: int = 4, val_seconds: float = 3.0,
                  fast: bool = True):
         """``fast``: the studio's step (D frozen in the G step, G channels-last and D's strided convs as stride-1
-        convs on a CPU, fused Adam); the same
-        losses and updates as the textbook step (``fast=False``, the benchmark's reference) up to float rounding."""
+        convs on a CPU, fused Adam); the same losses and updates as the textbook step (``fast=False``, the
+        benchmark's reference) up to float rounding."""
         super().__init__()
         self.freeze_d = self.cpu_channels_last = fast
         if cfg.adversarial_from > 0 and cfg.lambda_stft <= 0 and cfg.lambda_mel <= 0 and cfg.lambda_sync <= 0:
-            raise ValueError("adversarial_from > 0 needs lambda_stft or lambda_mel > 0: the generator needs a loss.")
+            raise ValueError("adversarial_from > 0 needs lambda_stft, lambda_mel or lambda_sync > 0: the generator "
+                             "needs a loss before the GAN losses start.")
         self.cfg = cfg
         self.audio = cfg.generator.audio
         self.nets = {"generator": Generator(cfg.generator), "discriminator": MultiScaleDiscriminator(cfg.discriminator)}
