@@ -73,8 +73,7 @@ def cmd_train_vocoder(a) -> int:
 
     def make_task(cfg, val_root):
         task = VocoderTask(cfg, val_root)
-        resuming = not getattr(a, "plan", False) and a.resume and (Path(a.out) / "checkpoint.safetensors").is_file()
-        if a.init and not resuming:  # a resumed run has its own weights
+        if _starts_from_init(a):
             from .vocoder import Vocoder
 
             task.nets["generator"].load_state_dict(Vocoder.from_pretrained(a.init, fold=False).generator.state_dict())
@@ -82,6 +81,12 @@ def cmd_train_vocoder(a) -> int:
 
     return _run_task(a, make_task, VocoderTrainConfig, build,
                      lambda cfg: SegmentDataset(a.data, cfg.generator.audio, cfg.segment_length, "train", seed=a.seed))
+
+
+def _starts_from_init(a) -> bool:
+    """Whether ``--init`` weights go into the new task: not when resuming (a resumed run has its own weights)."""
+    resuming = not getattr(a, "plan", False) and a.resume and (Path(a.out) / "checkpoint.safetensors").is_file()
+    return bool(a.init) and not resuming
 
 
 def _run_task(a, task_cls, cfg_cls, build_cfg, dataset_fn) -> int:
@@ -128,17 +133,18 @@ def cmd_train_translator(a) -> int:
         domains = tuple(a.domains) if a.domains else tuple(sorted({e.domain for e in read_manifest(a.data, "train")}))
         model = replace(cfg.model, domains=domains, channels=a.channels or cfg.model.channels)
         if a.init:  # fine-tuning: the architecture and domains are the initial model's
-            from .translation.pipeline import load_translator_model
+            from .config import from_dict
+            from .registry import resolve
+            from .translation.model import TranslatorConfig
 
-            model = load_translator_model(a.init)[0].config
+            model = from_dict(TranslatorConfig, resolve(a.init, kind="translator").config)
         return replace(cfg, model=model, confusion=cfg.confusion if a.confusion is None else a.confusion,
                        segment_length=a.segment_length or cfg.segment_length, lr=a.lr or cfg.lr,
                        parallel=cfg.parallel if a.parallel is None else a.parallel)
 
     def make_task(cfg, val_root):
         task = TranslatorTask(cfg, val_root)
-        resuming = not getattr(a, "plan", False) and a.resume and (Path(a.out) / "checkpoint.safetensors").is_file()
-        if a.init and not resuming:  # a resumed run has its own weights
+        if _starts_from_init(a):
             from .translation.pipeline import load_translator_model
 
             task.nets["model"].load_state_dict(load_translator_model(a.init)[0].state_dict())

@@ -2,8 +2,9 @@
 
 Per step: the encoder sees a locally pitch-shifted mel; the decoder must rebuild the *unshifted* mel in the
 clip's own domain (L1) — or, for a fraction ``parallel`` of the batch, the same window of the piece rendered on
-another instrument, decoded as that instrument; the domain classifier learns to tell the domain from the detached latent; the encoder is
-pushed the other way through gradient reversal with weight ``confusion`` (0.01 in Mor et al.).
+another instrument, decoded as that instrument; the domain classifier learns to tell the domain from the detached
+latent; the encoder is pushed the other way through gradient reversal with weight ``confusion`` (0.01 in Mor et
+al.).
 """
 
 from __future__ import annotations

@@ -41,12 +41,13 @@ class ScaleDiscriminator(nn.Module):
         blocks.append(nn.Sequential(conv(ch, out, 5, padding=2, norm=wn), nn.LeakyReLU(0.2)))
         blocks.append(conv(out, 1, 3, padding=1, norm=wn))
         self.blocks = nn.ModuleList(blocks)
+        self.strided = range(1, 1 + c.layers)  # the blocks (strided grouped conv, LeakyReLU)
         self.space_to_depth = False  # strided convs as stride-1 convs (``conv1d_space_to_depth``): faster on a CPU
 
     def forward(self, x) -> list[torch.Tensor]:
         feats = []
-        for b in self.blocks:
-            if self.space_to_depth and isinstance(b, nn.Sequential) and isinstance(b[0], nn.Conv1d) and b[0].stride[0] > 1:
+        for i, b in enumerate(self.blocks):
+            if self.space_to_depth and i in self.strided:
                 x = b[1](conv1d_space_to_depth(b[0], x))
             else:
                 x = b(x)
