@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .errors import StudioError
+from .errors import ConfigMismatch, StudioError
 
 
 def _add_loop_args(p: argparse.ArgumentParser, max_steps: int, batch: int, plan: bool = False) -> None:
@@ -63,20 +63,33 @@ def cmd_train_vocoder(a) -> int:
                             hop_length=a.hop_length or gen.audio.hop_length)
             gen = replace(gen, audio=audio)
         gen = replace(gen, channels=a.channels or gen.channels, ratios=tuple(a.ratios) if a.ratios else gen.ratios)
+        if a.harmonic and gen.harmonic is None:
+            from .vocoder.harmonic import HarmonicConfig
+
+            gen = replace(gen, harmonic=HarmonicConfig())
         return replace(cfg, generator=gen, segment_length=a.segment_length or cfg.segment_length,
                        lambda_stft=cfg.lambda_stft if a.lambda_stft is None else a.lambda_stft,
                        lambda_mel=cfg.lambda_mel if a.lambda_mel is None else a.lambda_mel,
                        adversarial_from=cfg.adversarial_from if a.adversarial_from is None else a.adversarial_from,
                        lambda_sync=cfg.lambda_sync if a.lambda_sync is None else a.lambda_sync,
                        lr=a.lr or cfg.lr, mix_prob=cfg.mix_prob if a.mix_prob is None else a.mix_prob,
-                       noise_db=tuple(a.noise_db) if a.noise_db else cfg.noise_db)
+                       noise_db=tuple(a.noise_db) if a.noise_db else cfg.noise_db,
+                       harmonic_steps=cfg.harmonic_steps if a.harmonic_steps is None else a.harmonic_steps,
+                       harmonic_lr=a.harmonic_lr or cfg.harmonic_lr,
+                       harmonic_noise_db=tuple(a.harmonic_noise_db) if a.harmonic_noise_db else cfg.harmonic_noise_db,
+                       stft_resolutions=tuple((n, n // 4, n) for n in a.stft_resolutions) if a.stft_resolutions
+                       else cfg.stft_resolutions)
 
     def make_task(cfg, val_root):
         task = VocoderTask(cfg, val_root)
         if _starts_from_init(a):
             from .vocoder import Vocoder
 
-            task.nets["generator"].load_state_dict(Vocoder.from_pretrained(a.init, fold=False).generator.state_dict())
+            init = Vocoder.from_pretrained(a.init, fold=False).generator
+            # a vocoder without an oscillator bank may start one that has it: the bank then starts fresh
+            missing, unexpected = task.nets["generator"].load_state_dict(init.state_dict(), strict=False)
+            if unexpected or any(not k.startswith("harmonic.") for k in missing):
+                raise ConfigMismatch(f"--init {a.init} does not fit the generator being trained.")
         return task
 
     return _run_task(a, make_task, VocoderTrainConfig, build,
@@ -362,6 +375,15 @@ def _add_train_parsers(train, plan: bool) -> None:
     g.add_argument("--ratios", type=int, nargs="+", default=None, help="upsampling ratios; product = hop (paper: 8 8 2 2)")
     g.add_argument("--sample-rate", type=int, default=None, help="e.g. 44100 (then give --hop-length and --ratios)")
     g.add_argument("--hop-length", type=int, default=None)
+    g.add_argument("--harmonic", action="store_true",
+                   help="add the oscillator bank (studio.vocoder.harmonic; not in the paper): pitch for held notes")
+    g.add_argument("--harmonic-steps", type=int, default=None,
+                   help="first train the oscillator bank alone for this many steps, then freeze it")
+    g.add_argument("--harmonic-lr", type=float, default=None, help="the bank's learning rate in its warm-up")
+    g.add_argument("--harmonic-noise-db", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="warm-up: noise at [LO, HI] dB re peak in the bank's input only (target clean), e.g. -60 -30")
+    g.add_argument("--stft-resolutions", type=int, nargs="+", default=None, metavar="N_FFT",
+                   help="FFT sizes of the MR-STFT loss (hop N/4, window N; default 512 1024 2048)")
     g.add_argument("--init", default=None, help="start the generator from this vocoder (registry name or folder, "
                    "e.g. melgan-music-22k) to fine-tune it; the discriminator starts fresh")
     tv.set_defaults(plan=plan, func=cmd_train_vocoder)

@@ -29,6 +29,8 @@ def from_dict(cls, d: dict):
     kwargs = {}
     for name, value in d.items():
         hint = hints[name]
+        if value is not None and type(None) in typing.get_args(hint):  # ``X | None``: build the X
+            hint = next(h for h in typing.get_args(hint) if h is not type(None))
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = from_dict(hint, value)
         elif isinstance(value, list) and typing.get_origin(hint) is tuple:

@@ -206,8 +206,9 @@ class FastVocoder(_MelToAudio):
             self._onnx = None  # the path rewrites its layers in place: give it its own copy
             self.path = _TorchPath(folded_copy(self.generator), self.dtype)
 
-    def run(self, mel: torch.Tensor) -> torch.Tensor:
-        """The selected path on a checked mel, without the input checks (used by the probe and benchmarks)."""
+    def run(self, mel: torch.Tensor, start_frame: int = 0) -> torch.Tensor:
+        """The selected path on a checked mel, without the input checks (used by the probe and benchmarks).
+        ``start_frame``: where ``mel`` starts in a longer signal (the oscillator bank's phase, if any)."""
         mel, frames = _pad_short(mel)
         fn = self._onnx if self._onnx is not None else self.path
         budget = CHUNK_FRAMES[self.mode] if self.chunk_frames is None else self.chunk_frames
@@ -219,6 +220,8 @@ class FastVocoder(_MelToAudio):
                 y = chunked(fn, mel, span, *self.context, self.config.hop_length)
             else:
                 y = fn(mel)
+            # the oscillator bank (if any) is cheap and needs absolute time: float32, one shot, after the chunks
+            y = self.generator.add_harmonic(y.float(), mel, start_frame)
         return y[..., : frames * self.config.hop_length]
 
     def reference(self, mel: torch.Tensor) -> torch.Tensor:
@@ -226,8 +229,8 @@ class FastVocoder(_MelToAudio):
         with torch.inference_mode(), num_threads(self.threads):
             return self.generator(mel.float())
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.run(self._check_mel(mel).to(self.device))
+    def forward(self, mel: torch.Tensor, start_frame: int = 0) -> torch.Tensor:
+        return self.run(self._check_mel(mel).to(self.device), start_frame)
 
 
 def optimize(vocoder, mode: str = "auto", *, threads: int | None = None, verify: bool | None = None,

@@ -11,6 +11,7 @@ from ..audio import AudioConfig
 from ..errors import ConfigMismatch
 from ..nn import conv, forward_2d, residual_stack, to_2d
 from torch.nn.utils.parametrizations import weight_norm
+from .harmonic import HarmonicBank, HarmonicConfig
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class GeneratorConfig:
     ratios: tuple[int, ...] = (8, 8, 2, 2)
     dilations: tuple[int, ...] = (1, 3, 9)
     weight_norm: bool = True
+    # Not in the paper: an oscillator bank summed with the output, for sustained notes (``studio.vocoder.harmonic``)
+    harmonic: HarmonicConfig | None = None
 
     def __post_init__(self):
         if math.prod(self.ratios) != self.audio.hop_length:
@@ -38,7 +41,8 @@ class Generator(nn.Module):
 
     Input conv (7 taps) to ``channels``; per ratio r: LeakyReLU, transposed conv (kernel 2r, stride r) halving the
     channels, then a residual stack; finally LeakyReLU, 7-tap conv to 1 channel, tanh. All convs weight-normed
-    and reflection-padded as in the paper.
+    and reflection-padded as in the paper. With ``config.harmonic``, the oscillator bank's output is added to the
+    tanh output (``harmonic``; clamped to [-1, 1] in eval mode).
     """
 
     def __init__(self, config: GeneratorConfig = GeneratorConfig()):
@@ -53,10 +57,13 @@ class Generator(nn.Module):
             ch //= 2
         layers += [nn.LeakyReLU(0.2), nn.ReflectionPad1d(3), conv(ch, 1, 7, norm=wn), nn.Tanh()]
         self.net = nn.Sequential(*layers)
+        self.harmonic = HarmonicBank(config.audio, config.harmonic) if config.harmonic else None
         # Run as channels-last 2-D ops (``studio.nn.forward_2d``): same function and parameters, faster on a CPU.
         self.channels_last = False
 
-    def forward(self, mel):
+    def forward(self, mel, start_frame: int = 0, phase=None):
+        """``start_frame``, ``phase``: where ``mel`` starts in a longer signal, or random oscillator phases
+        ``[B, K]`` for training (only used by the oscillator bank)."""
         if mel.dim() != 3 or mel.shape[1] != self.config.audio.n_mels:
             raise ConfigMismatch(
                 f"the generator expects a mel of shape [batch, {self.config.audio.n_mels}, frames], got {list(mel.shape)}."
@@ -65,4 +72,12 @@ class Generator(nn.Module):
         if frames < 4:  # reflection padding (3) needs 4 frames: repeat the edge, then cut the output back
             mel = nn.functional.pad(mel, (0, 4 - frames), mode="replicate")
         y = forward_2d(self.net, to_2d(mel)).squeeze(2) if self.channels_last else self.net(mel)
-        return y[..., : frames * self.config.audio.hop_length]
+        y = y[..., : frames * self.config.audio.hop_length]
+        return self.add_harmonic(y, mel[..., :frames], start_frame, phase)
+
+    def add_harmonic(self, y, mel, start_frame: int = 0, phase=None):
+        """``y`` plus the oscillator bank's output for ``mel`` (``y`` itself without a bank)."""
+        if self.harmonic is None:
+            return y
+        y = y + self.harmonic(mel, start_frame, phase)
+        return y if self.training else y.clamp(-1.0, 1.0)

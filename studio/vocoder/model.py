@@ -68,9 +68,10 @@ class Vocoder(_MelToAudio):
         self.generator = Generator(config)
         self.mel = MelSpectrogram(config.audio)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor, start_frame: int = 0) -> torch.Tensor:
+        """``start_frame``: where ``mel`` starts in a longer signal (chunks; only the oscillator bank uses it)."""
         mel = self._check_mel(mel).to(self.device)
-        return self.generator(mel)
+        return self.generator(mel, start_frame)
 
     def fold(self) -> "Vocoder":
         """Fold weight norm into plain weights (same output, faster) and switch to eval mode."""

@@ -71,6 +71,9 @@ def context_frames(model) -> tuple[int, int]:
     g = _generator_of(model)
     hop = g.config.audio.hop_length
     lo, hi = input_span(g.net, 0, hop - 1)  # the samples of frame 0
+    if getattr(g, "harmonic", None) is not None:  # the oscillator bank: its net's frames, +-1 for interpolation
+        h_lo, h_hi = input_span(g.harmonic.net, -1, 1)
+        lo, hi = min(lo, h_lo), max(hi, h_hi)
     return -lo, hi
 
 
@@ -142,7 +145,7 @@ class StreamingVocoder:
         w = _window(a, b, self._total, self.left, self.right)
         mel = self._buf[..., w.start - self._buf_start: w.stop - self._buf_start]
         with torch.inference_mode():
-            y = self.model(mel)
+            y = self.model(mel, start_frame=w.start)
         return y[..., w.keep_from * self.hop: w.keep_to * self.hop]
 
     def _trim(self) -> None:
@@ -210,7 +213,8 @@ def vocode_long(model, mel, chunk_frames: int = 1024, context: tuple[int, int] |
     g = _generator_of(model)
     left, right = context if context is not None else context_frames(g)
     with torch.inference_mode():
-        return chunked(model, _as_batch(mel), chunk_frames, left, right, g.config.audio.hop_length, out)
+        return chunked(model, _as_batch(mel), chunk_frames, left, right, g.config.audio.hop_length, out,
+                       pass_start=True)
 
 
 def chunks_of(mel: torch.Tensor, frames: int) -> Iterator[torch.Tensor]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,18 @@ class VocoderTrainConfig:
     # relative to the segment's peak (a recording's noise floor). Off in the paper.
     mix_prob: float = 0.0
     noise_db: tuple[float, float] | None = None
+    # Oscillator bank (``generator.harmonic``; not in the paper): the first ``harmonic_steps`` steps train the bank
+    # alone on the auxiliary losses, at ``harmonic_lr`` (the generator's output would otherwise hide what the bank
+    # adds: its comb already fills the spectral envelope, so in a sum the bank is only ever pushed down); after
+    # them the bank is frozen and the generator learns around it.
+    harmonic_steps: int = 0
+    harmonic_lr: float = 1e-3
+    # In the bank's warm-up, noise from white to brown (``colored_noise``) at a level in this range (dB re the
+    # segment's peak) is added to its input only, the target staying clean: a recording's hiss and rumble in the mel
+    # must not light oscillators
+    harmonic_noise_db: tuple[float, float] | None = None
+    # (n_fft, hop, win) of the auxiliary MR-STFT loss; a 4096 window tells neighbouring semitones apart in the bass
+    stft_resolutions: tuple[tuple[int, int, int], ...] = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))
 
 
 def augment(x: torch.Tensor, cfg: VocoderTrainConfig) -> torch.Tensor:
@@ -58,6 +71,19 @@ def augment(x: torch.Tensor, cfg: VocoderTrainConfig) -> torch.Tensor:
         level = 10 ** (new().uniform_(*cfg.noise_db) / 20) * peak
         x = (x + torch.randn_like(x) * level).clamp(-1, 1)
     return x
+
+
+def colored_noise(x: torch.Tensor, level_db: tuple[float, float]) -> torch.Tensor:
+    """Noise like ``x`` ``[B, 1, T]`` with a power spectrum ~ 1/f^alpha, alpha drawn in [0, 2] per segment (white
+    to brown: a room's rumble and hiss), at a level drawn in ``level_db`` (dB re each segment's peak, as RMS)."""
+    n = x.shape[0]
+    spec = torch.fft.rfft(torch.randn_like(x), dim=-1)
+    f = torch.arange(spec.shape[-1], device=x.device).clamp(min=1).float()
+    alpha = torch.empty(n, 1, 1, device=x.device).uniform_(0.0, 2.0)
+    noise = torch.fft.irfft(spec * f ** (-alpha / 2), n=x.shape[-1], dim=-1)
+    noise = noise / noise.square().mean(-1, keepdim=True).sqrt().clamp(min=1e-12)
+    peak = x.abs().amax(dim=-1, keepdim=True)
+    return noise * peak * 10 ** (torch.empty(n, 1, 1, device=x.device).uniform_(*level_db) / 20)
 
 
 @contextmanager
@@ -86,17 +112,26 @@ class VocoderTask(Task):
         if cfg.adversarial_from > 0 and cfg.lambda_stft <= 0 and cfg.lambda_mel <= 0 and cfg.lambda_sync <= 0:
             raise ValueError("adversarial_from > 0 needs lambda_stft, lambda_mel or lambda_sync > 0: the generator "
                              "needs a loss before the GAN losses start.")
+        if cfg.harmonic_steps > 0 and (cfg.generator.harmonic is None or (cfg.lambda_stft <= 0 and cfg.lambda_mel <= 0)):
+            raise ValueError("harmonic_steps > 0 needs an oscillator bank (generator.harmonic) and lambda_stft or "
+                             "lambda_mel > 0: the bank learns from the auxiliary losses.")
         self.cfg = cfg
         self.audio = cfg.generator.audio
         self.nets = {"generator": Generator(cfg.generator), "discriminator": MultiScaleDiscriminator(cfg.discriminator)}
         fused = True if fast else None  # one kernel for all parameters: measured 5x faster than the per-tensor loop
+        G = self.nets["generator"]
+        bank = list(G.harmonic.parameters()) if G.harmonic is not None else []
+        ids = {id(p) for p in bank}
+        groups = [{"params": [p for p in G.parameters() if id(p) not in ids]}]
+        if bank:
+            groups.append({"params": bank, "lr": cfg.harmonic_lr, "name": "harmonic"})
         self.opts = {
-            "generator": torch.optim.Adam(self.nets["generator"].parameters(), cfg.lr, betas=cfg.betas, fused=fused),
+            "generator": torch.optim.Adam(groups, cfg.lr, betas=cfg.betas, fused=fused),
             "discriminator": torch.optim.Adam(self.nets["discriminator"].parameters(), cfg.lr, betas=cfg.betas,
                                               fused=fused),
         }
         self.mel = MelSpectrogram(self.audio)
-        self.stft = MultiResolutionSTFTLoss()
+        self.stft = MultiResolutionSTFTLoss(cfg.stft_resolutions)
         self.val = fixed_clips(val_root, self.audio, "valid", val_clips, val_seconds) if val_root else []
 
     def _to(self, device):
@@ -109,13 +144,16 @@ class VocoderTask(Task):
         cfg, dev = self.cfg, self.device
         self._to(dev)
         G, D = self.run["generator"], self.run["discriminator"]
+        if step < cfg.harmonic_steps:
+            return self._harmonic_step(batch["audio"].to(dev))
         x = augment(batch["audio"].to(dev), cfg)
         with torch.no_grad():
             mel = self.mel(x)
+        self._set_harmonic_lr(0.0 if cfg.harmonic_steps > 0 else cfg.harmonic_lr)
         adversarial = step >= cfg.adversarial_from
         logs = {}
         with self.autocast():
-            y = G(mel)
+            y = G(mel, phase=self._random_phase(len(x)))
         if adversarial:  # discriminator step, real and fake in one forward (one DDP forward per backward)
             with self.autocast():
                 feats = D(torch.cat([x, y.detach()]))
@@ -155,6 +193,45 @@ class VocoderTask(Task):
         self.opts["generator"].step()
         logs["mel_l1"] = mel_dist.item()
         return logs
+
+    def _random_phase(self, n: int) -> torch.Tensor | None:
+        """Random oscillator phases ``[n, K]`` (a training segment has no absolute time), or None without a bank."""
+        bank = self.nets["generator"].harmonic
+        if bank is None:
+            return None
+        return torch.rand(n, bank.size, dtype=torch.float64, device=self.device) * (2 * math.pi)
+
+    def _set_harmonic_lr(self, lr: float) -> None:
+        for group in self.opts["generator"].param_groups:
+            if group.get("name") == "harmonic":
+                group["lr"] = lr
+
+    def _harmonic_step(self, x: torch.Tensor) -> dict[str, float]:
+        """Warm-up of the oscillator bank alone: its output against the segment's band, auxiliary losses only.
+        The target is never noised (``noise_db`` is for the generator); ``harmonic_noise_db`` noises the input."""
+        if self.run["generator"] is not self.nets["generator"]:
+            raise RuntimeError("the oscillator-bank warm-up (harmonic_steps) runs in one process: run those steps "
+                               "without torchrun, then resume with it.")
+        cfg = self.cfg
+        self._set_harmonic_lr(cfg.harmonic_lr)
+        bank = self.nets["generator"].harmonic
+        x = augment(x, replace(cfg, noise_db=None))
+        with torch.no_grad():
+            mel = self.mel(x if cfg.harmonic_noise_db is None else x + colored_noise(x, cfg.harmonic_noise_db))
+        y = bank(mel, phase=self._random_phase(len(x)))
+        # The target is the segment below the bank's top pitch (a brick-wall low-pass half a semitone above it):
+        # against the full band, the top oscillator would soak up the energy above it as one loud line.
+        top = bank.omega.max().item() * 2 ** (1 / 24) / (2 * math.pi)  # cycles per sample
+        spec = torch.fft.rfft(x, dim=-1)
+        spec[..., int(top * x.shape[-1]) + 1:] = 0
+        x = torch.fft.irfft(spec, n=x.shape[-1], dim=-1)
+        st = self.stft(y, x)
+        mel_dist = mel_l1_batch(x, y, self.mel).mean()
+        loss = cfg.lambda_stft * st + cfg.lambda_mel * mel_dist
+        self.opts["generator"].zero_grad(set_to_none=True)
+        loss.backward()
+        self.opts["generator"].step()
+        return {"loss_stft": st.item(), "mel_l1": mel_dist.item()}
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
