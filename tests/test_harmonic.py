@@ -52,6 +52,7 @@ def test_amplitudes_are_interpolated_between_frame_centres():
         t = n * 256 + 128
         assert y1[t].item() == pytest.approx(a1[0, 3, n].item() * math.sin(w * t), abs=1e-5)
     assert y.shape == (2, 1, 6 * 256)
+    assert bank(torch.randn(1, 80, 1) - 3).shape == (1, 1, 256)  # fewer frames than its padding: edge repeated
 
 
 def test_config_round_trips_and_the_paper_generator_has_no_bank():

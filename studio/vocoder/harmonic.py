@@ -87,7 +87,11 @@ class HarmonicBank(nn.Module):
     def amplitudes(self, mel: torch.Tensor) -> torch.Tensor:
         """Linear amplitudes ``[B, K, frames]`` in (0, 1), one per oscillator and frame (at the frame centre).
         A sigmoid: like ``exp`` for quiet oscillators, bounded without a clamp's dead gradient for loud ones."""
-        return torch.sigmoid(self.net(mel.float()))
+        frames = mel.shape[-1]
+        need = max(2, *self.config.dilations) + 1  # reflection padding needs more frames than it pads
+        if frames < need:  # repeat the edge, as the generator does for its own padding, then cut back
+            mel = nn.functional.pad(mel, (0, need - frames), mode="replicate")
+        return torch.sigmoid(self.net(mel.float()))[..., :frames]
 
     def forward(self, mel: torch.Tensor, start_frame: int = 0, phase: torch.Tensor | None = None) -> torch.Tensor:
         """``phase``: ``[B, K]`` radians at sample 0 (training: random); default 0, i.e. absolute time from the
