@@ -65,6 +65,7 @@ class HarmonicBank(nn.Module):
         freqs = config.frequencies(audio.sample_rate)
         if len(freqs) == 0:
             raise ConfigMismatch(f"no oscillator of {config} lies below 0.45 x {audio.sample_rate} Hz.")
+        self.top_hz = float(freqs.max())  # the highest oscillator: the bank's band ends here
         omega = 2 * math.pi * freqs / audio.sample_rate  # rad / sample
         self.register_buffer("omega", omega, persistent=False)  # float64: phases of long signals stay exact
         hop = audio.hop_length
@@ -108,7 +109,8 @@ class HarmonicBank(nn.Module):
         a0, a1 = a_pad[..., :-1], a_pad[..., 1:]  # [B, K, N + 1]
         starts = (torch.arange(N + 1, dtype=torch.float64, device=a.device) + start_frame - 1) * hop + hop // 2
         theta = self.omega[:, None] * starts  # [K, N + 1]: phase at each block's first sample
-        theta = theta.expand(B, K, N + 1) if phase is None else theta + phase.to(theta)[..., None]
+        if phase is not None:  # [B, K, N + 1]; otherwise shared by the batch, broadcast below
+            theta = theta + phase.to(theta)[..., None]
         theta = torch.remainder(theta, 2 * math.pi).float()
         s, c = torch.sin(theta), torch.cos(theta)
         # sin(theta + w j) = sin(theta) cos(w j) + cos(theta) sin(w j), summed over k as two matrix products

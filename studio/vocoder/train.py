@@ -221,7 +221,7 @@ class VocoderTask(Task):
         y = bank(mel, phase=self._random_phase(len(x)))
         # The target is the segment below the bank's top pitch (a brick-wall low-pass half a semitone above it):
         # against the full band, the top oscillator would soak up the energy above it as one loud line.
-        top = bank.omega.max().item() * 2 ** (1 / 24) / (2 * math.pi)  # cycles per sample
+        top = bank.top_hz * 2 ** (1 / 24) / self.audio.sample_rate  # cycles per sample
         spec = torch.fft.rfft(x, dim=-1)
         spec[..., int(top * x.shape[-1]) + 1:] = 0
         x = torch.fft.irfft(spec, n=x.shape[-1], dim=-1)
