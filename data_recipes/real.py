@@ -28,11 +28,13 @@ Debian packages named in --debs add 7.3 h of recordings in about 10 min.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -74,7 +76,8 @@ SAMPLE_CREDITS = {
                            "samples from public-domain sources, edited, see its sample-source-info.txt), npm "
                            "packaging by Makefully Studios", "CC-BY-3.0"),
 }
-DEFAULT_DEBS = ("fretsonfire-songs-muldjord", "fretsonfire-songs-sectoid", "warzone2100-music", "wesnoth-1.16-music")
+DEFAULT_DEBS = ("fretsonfire-songs-muldjord", "fretsonfire-songs-sectoid", "warzone2100-music", "wesnoth-1.16-music",
+                "ufoai-music")
 DEFAULT_SOURCES = ("bach", "ryansMammoth", "palestrina", "trecento", "oneills1850", "essenFolksong", "monteverdi")
 RECORDING = "recording"
 # Files of one song in one folder (stems) are one track for the split.
@@ -171,6 +174,10 @@ def fetch(cfg: RealConfig) -> tuple[Path, list[Path]]:
                 tmp = dest.with_name(dest.name + ".partial")
                 shutil.rmtree(tmp, ignore_errors=True)
                 subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(tmp)], check=True)
+                for pk3 in sorted(tmp.rglob("*.pk3")):  # game data archives (zip): unpack where the game would see them
+                    with zipfile.ZipFile(pk3) as z:
+                        z.extractall(pk3.parent)
+                    pk3.unlink()
                 shutil.rmtree(dest, ignore_errors=True)
                 tmp.rename(dest)
                 debs[-1].unlink()
@@ -335,13 +342,14 @@ class Track:
     source: str
     license: str
     author: str = ""
+    licence_file: Path | None = None  # copied into the dataset's licenses/ as licence_copy
+    licence_copy: str = ""
 
 
 # (path fragment, licence, author): what the packages' copyright files say for their music, where a package
 # mixes licences or its copyright file speaks of the program rather than the music.
 KNOWN_RECORDINGS = [
-    ("warzone2100/music/albums/aftermath_soundtrack/track3_enhanced", "GPL-2+",
-     "derived from Martin Severn's track 3 (Warzone 2100)"),
+    ("warzone2100/music/albums/aftermath_soundtrack/track3_enhanced", "GPL-2+", "Martin Severn (track 3, enhanced)"),
     ("warzone2100/music/albums/aftermath_soundtrack", "CC-BY-SA-3.0 (or GPL-2+)", "LupusMechanicus"),
     ("warzone2100/music/albums/legacy_soundtrack", "CC-BY-SA-3.0 (or GPL-2+)", "LupusMechanicus"),
     ("warzone2100/music/albums/original_soundtrack", "GPL-2+", "Martin Severn"),
@@ -369,6 +377,36 @@ def _licence_label(text: str) -> str:
             version = next((g for g in m.groups() if g), "")
             return label.format(version).rstrip("-")
     return ""
+
+
+def _dep5(text: str) -> list[tuple[list[str], str, str]]:
+    """The ``Files:`` stanzas of a machine-readable Debian copyright file: (patterns, holders, licence name)."""
+    stanzas = []
+    for block in re.split(r"\n[ \t]*\n", text):
+        fields: dict[str, str] = {}
+        key = None
+        for line in block.splitlines():
+            if line[:1] in (" ", "\t") and key:
+                fields[key] += "\n" + line.strip()
+            elif ":" in line:
+                key, value = line.split(":", 1)
+                fields[key] = value.strip()
+        if "Files" in fields and fields.get("License"):
+            holders = "; ".join(dict.fromkeys(h for h in fields.get("Copyright", "").splitlines() if h.strip()))
+            stanzas.append((fields["Files"].split(), holders, fields["License"].splitlines()[0].strip()))
+    return stanzas
+
+
+def _dep5_lookup(stanzas: list[tuple[list[str], str, str]], rel: str) -> tuple[str, str] | None:
+    """(licence, holders) for an installed file: its path's tails matched against the stanzas' source-tree patterns
+    (``usr/share/games/x/base/music/a.ogg`` matches ``base/music/a.ogg``); the last matching stanza wins, as in DEP-5."""
+    parts = rel.split("/")
+    tails = ["/".join(parts[i:]) for i in range(len(parts))]
+    found = None
+    for patterns, holders, licence in stanzas:
+        if any(fnmatch.fnmatchcase(t, pat) for pat in patterns for t in tails):
+            found = (licence, holders)
+    return found
 
 
 def _debian_packages(root: Path) -> dict[str, Path]:
@@ -410,23 +448,22 @@ def find_recordings(root: Path, default_license: str = "") -> list[Track]:
     if not files:
         raise DatasetError(f"recordings folder {root} holds no audio files (ogg, opus, flac, wav).")
     tracks = []
+    copyrights: dict[str, str] = {}
     for path in files:
         rel = path.relative_to(root).as_posix()
         pkg = _package_for(rel, list(packages)) or (next(iter(packages)) if len(packages) == 1 else None)
         source = pkg or root.name
         known = next(((lic, who) for frag, lic, who in KNOWN_RECORDINGS if frag in rel), None)
-        if known:
+        lf, copy = None, ""
+        if pkg:
+            lf, copy = packages[pkg], f"licenses/{pkg}.copyright"
+            text = copyrights.setdefault(pkg, lf.read_text(errors="replace"))
+            licence, author = known or _dep5_lookup(_dep5(text), rel) or (_licence_label(text) or "licence", "")
+        elif known:
             licence, author = known
-            if pkg:
-                licence += f"; see /usr/share/doc/{pkg}/copyright"
-        elif pkg:
-            licence = (_licence_label(packages[pkg].read_text(errors="replace")) or "see") + \
-                f"; see /usr/share/doc/{pkg}/copyright"
-            author = ""
         elif (lf := _licence_file(path, root)) is not None:
-            text = lf.read_text(errors="replace")
-            licence = f"{_licence_label(text) or 'licence'}; see {lf.name} in {lf.parent.name}"
-            author = ""
+            copy = f"licenses/{_slug(source)}__{_slug(lf.relative_to(root).as_posix())}"
+            licence, author = _licence_label(lf.read_text(errors="replace")) or "licence", ""
         elif default_license:
             licence, author = default_license, ""
         else:
@@ -434,7 +471,9 @@ def find_recordings(root: Path, default_license: str = "") -> list[Track]:
                                "add one, or pass --license TEXT.")
         stem = _VARIANT.sub("", path.stem)
         key = Path(rel).parent.as_posix() if stem.lower() in STEM_NAMES else stem.lower()
-        tracks.append(Track(path, rel, f"{source}/{key}", source, licence, author))
+        if copy:
+            licence += f"; full text: {copy}"
+        tracks.append(Track(path, rel, f"{source}/{key}", source, licence, author, lf, copy))
     return tracks
 
 
@@ -468,7 +507,8 @@ def _shown(pkgs: list[str]) -> str:
 def _credits(out: Path, used: dict[str, list[str]], tracks: list[Track], rendered: bool) -> None:
     lines = ["# Credits", "", "Audio in this dataset is derived from the works below. Works under CC-BY or CC-BY-SA "
              "need this attribution wherever the audio (or anything derived from it) is shared; CC-BY-SA works need "
-             "the same licence for adaptations.", ""]
+             "the same licence for adaptations (CC-BY-3.0: https://creativecommons.org/licenses/by/3.0/, CC-BY-SA-3.0: "
+             "https://creativecommons.org/licenses/by-sa/3.0/).", ""]
     if rendered:
         lines += ["## Instrument samples (renders under `audio/<instrument>/`)", ""]
         for name, pkgs in sorted(used.items()):
@@ -485,7 +525,12 @@ def _credits(out: Path, used: dict[str, list[str]], tracks: list[Track], rendere
             seen[key] = seen.get(key, 0) + 1
         for (source, author, licence), n in sorted(seen.items()):
             lines.append(f"- **{source}**{' by ' + author if author else ''}: {n} file(s). Licence: {licence}.")
-        lines += ["", "Recordings are resampled to mono and cut into pieces."]
+        lines += ["", "Recordings are resampled to mono and cut into pieces. The licence and copyright files they came "
+                  "with are in `licenses/`."]
+        for t in tracks:
+            if t.licence_file is not None and not (out / t.licence_copy).exists():
+                (out / t.licence_copy).parent.mkdir(exist_ok=True)
+                shutil.copyfile(t.licence_file, out / t.licence_copy)
     (out / "CREDITS.md").write_text("\n".join(lines) + "\n")
 
 

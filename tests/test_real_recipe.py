@@ -169,11 +169,33 @@ def test_recordings_split_by_whole_track(dataset):
 def test_every_row_has_a_licence_and_credits_name_the_sources(dataset):
     rows = read_manifest(dataset)
     assert all(e.source and e.license for e in rows)
-    assert {e.license for e in rows if e.domain == "recording"} == {"CC-BY-4.0; see LICENSE.txt in band"}
+    assert {e.license for e in rows if e.domain == "recording"} == {"CC-BY-4.0; full text: licenses/band__LICENSE.txt"}
+    assert "The Test Band" in (dataset / "licenses" / "band__LICENSE.txt").read_text()
     credits = (dataset / "CREDITS.md").read_text()
     for needle in ("Salamander Grand Piano", "Alexander Holm", "Brosowsky", "CC-BY-3.0", "band", "CC-BY-4.0",
                    "music21"):
         assert needle in credits, needle
+
+
+def test_debian_copyright_gives_each_file_its_licence(tmp_path):
+    """A Debian package extracted by --fetch: the machine-readable copyright's stanzas, last match winning."""
+    root = tmp_path / "game-music"
+    music = root / "usr" / "share" / "games" / "game" / "base" / "music"
+    for name in ("calm.ogg", "battle.ogg", "other.ogg"):
+        save_audio(music / name, np.zeros(SR, np.float32), SR)
+    doc = root / "usr" / "share" / "doc" / "game-music"
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+        "Files: *\nCopyright: 2010, The Game Team\nLicense: GPL-2+\n\n"
+        "Files:\n base/music/calm.ogg\n base/music/battle.ogg\nCopyright:\n Ann Composer\n Bob Player\n"
+        "License: CC-BY-SA-3.0\n\nFiles: base/music/battle.ogg\nCopyright: Bob Player\nLicense: CC-BY-3.0\n")
+    tracks = {t.path.name: t for t in real.find_recordings(root)}
+    assert {n: (t.source, t.license.split(";")[0], t.author) for n, t in tracks.items()} == {
+        "calm.ogg": ("game-music", "CC-BY-SA-3.0", "Ann Composer; Bob Player"),
+        "battle.ogg": ("game-music", "CC-BY-3.0", "Bob Player"),
+        "other.ogg": ("game-music", "GPL-2+", "2010, The Game Team"),
+    }
 
 
 def test_bad_input_fails_in_one_line_and_writes_nothing(tmp_path, sample_dir, capsys):
