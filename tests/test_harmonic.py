@@ -126,7 +126,10 @@ def test_bank_warm_up_trains_the_bank_alone_then_freezes_it(tmp_path, piano_clip
     cfg = VocoderTrainConfig(generator=GeneratorConfig(channels=32, harmonic=HarmonicConfig(channels=64)),
                              discriminator=DiscriminatorConfig(channels=4, max_channels=32), segment_length=4096,
                              lambda_stft=1.0, lambda_mel=5.0, adversarial_from=10**6, harmonic_steps=40,
-                             harmonic_lr=1e-2, harmonic_noise_db=(-50.0, -30.0))
+                             harmonic_lr=5e-4, harmonic_noise_db=(-50.0, -30.0))
+    # lr 5e-4, not 1e-2: at 1e-2 (and 3e-3) the loss jumps to 5x its start at random steps, so the last step's
+    # value depended on float rounding (an AVX2 CPU ended at 30 from 4.6). At 5e-4, seeds 0-5 on AVX2 and AVX-512
+    # all stay below 0.65x the start from step 15 on.
     seed_everything(0)
     task = VocoderTask(cfg)
     task.run = dict(task.nets)
