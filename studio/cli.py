@@ -504,11 +504,14 @@ def build_parser() -> argparse.ArgumentParser:
     eg.add_argument("--vocoder", default=None)
     eg.add_argument("--json", default=None)
     eg.set_defaults(func=cmd_eval_generate)
-    evv = ev.add_parser("vocoder", help="MelGAN vs Griffin-Lim: log-mel L1, MR-STFT distance, pitch accuracy")
+    evv = ev.add_parser("vocoder", help="MelGAN vs Griffin-Lim: log-mel L1, MR-STFT distance, chroma agreement, "
+                                        "frame-locked share, pitch accuracy")
     evv.add_argument("--model", default=None)
     evv.add_argument("--data", default=None, help="dataset folder (held-out split)")
     evv.add_argument("--split", default="test")
-    evv.add_argument("--real", nargs="*", type=Path, help="folders of real recordings, e.g. ../shared/audio/music")
+    evv.add_argument("--real", nargs="+", action="extend", type=Path, metavar="DIR",
+                     help="folder(s) of real recordings, e.g. ../shared/audio/music; repeat it or list several: "
+                          "one table per folder")
     evv.add_argument("--monophonic", nargs="*", default=None, metavar="FOLDER",
                      help="subfolders of --real holding one voice (e.g. bach_solo_cello): pitch accuracy (pYIN) there")
     evv.add_argument("--seconds", type=float, default=4.0)

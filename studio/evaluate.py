@@ -1,8 +1,8 @@
 """``studio eval``: the metrics behind the model cards, computed reproducibly on held-out data.
 
-- vocoder: log-mel L1 and multi-resolution STFT distance of resyntheses to their input, MelGAN vs Griffin-Lim (32
-  iterations), on held-out renders and on real recordings in a folder (e.g. ../shared/audio/music); pYIN pitch
-  accuracy on monophonic clips.
+- vocoder: log-mel L1, multi-resolution STFT distance and chroma agreement (``metrics.chroma_agreement``) of
+  resyntheses to their input, MelGAN vs Griffin-Lim (32 iterations), on held-out renders and on real recordings in
+  folders (e.g. ../shared/audio/music); pYIN pitch accuracy on monophonic clips.
 - translator: per domain pair, log-mel L1 of the translation to the real rendering of the same piece on the
   target instrument, against the untranslated source's distance to it, and chroma agreement with the source.
 """
@@ -11,20 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import librosa
 import numpy as np
 import torch
 
 from .data import parallel_clips
-from .metrics import frame_locked, frechet_distance, mel_frame_stats, mel_l1, mr_stft_distance, pitch_accuracy
-
-
-def chroma_agreement(a: np.ndarray, b: np.ndarray, sr: int) -> float:
-    """Correlation of the CQT chromagrams of two equal-length clips (1 = same notes at the same times)."""
-    n = min(len(a), len(b))
-    ca = librosa.feature.chroma_cqt(y=a[:n], sr=sr, hop_length=512)
-    cb = librosa.feature.chroma_cqt(y=b[:n], sr=sr, hop_length=512)
-    return float(np.corrcoef(ca.ravel(), cb.ravel())[0, 1])
+from .metrics import (chroma_agreement, frame_locked, frechet_distance, mel_frame_stats, mel_l1, mr_stft_distance,
+                      pitch_accuracy)
 
 
 def evaluate_translator(translator, data_root, split: str = "test", seconds: float = 4.0, max_pieces: int = 4,
@@ -66,17 +58,19 @@ def evaluate_vocoder(vocoders: dict, clips: list[dict], sample_rate: int) -> lis
         hop = getattr(getattr(voc, "config", None), "hop_length", 256)
         if hop not in input_locked:
             input_locked[hop] = float(np.mean([locked(c["audio"], hop) for c in clips]))
-        mel_d, stft_d, pitch, lock = [], [], [], []
+        mel_d, stft_d, pitch, lock, chroma = [], [], [], [], []
         for c in clips:
             with torch.inference_mode():
                 y, _ = voc.resynthesize(c["audio"], sample_rate)
             mel_d.append(mel_l1(c["audio"], y))
             stft_d.append(mr_stft_distance(c["audio"], y))
             lock.append(locked(y, hop))
+            chroma.append(chroma_agreement(c["audio"], y, sample_rate))
             if c.get("monophonic"):
                 pitch.append(pitch_accuracy(c["audio"], y, sample_rate))
         rows.append({"vocoder": name, "clips": len(clips), "mel_l1": float(np.mean(mel_d)),
-                     "mr_stft": float(np.mean(stft_d)), "frame_locked": float(np.mean(lock)),
+                     "mr_stft": float(np.mean(stft_d)), "chroma_agreement": float(np.nanmean(chroma)),
+                     "frame_locked": float(np.mean(lock)),
                      "input_frame_locked": input_locked[hop],
                      "pitch_accuracy": float(np.nanmean(pitch)) if pitch else None})
     return rows

@@ -104,6 +104,36 @@ def pitch_accuracy(ref, est, sample_rate: int, tolerance_cents: float = 50.0) ->
     return float(np.mean(np.nan_to_num(cents, nan=np.inf) <= tolerance_cents))
 
 
+def chroma_agreement(ref, est, sample_rate: int, hop: int = 512, max_lag: int = 10, floor: float = 0.1) -> float:
+    """Do ``est`` and ``ref`` play the same notes? Mean cosine similarity of their librosa CQT chroma (hop ``hop``)
+    over the frames of ``ref`` whose RMS (same hop) exceeds ``floor`` x its peak RMS, at the lag of ``est``
+    (|lag| <= ``max_lag`` frames) that agrees best. 1: the same pitch classes in the same proportions.
+
+    Only loud frames count: the chroma of near-silence is noise and would pull identical content below 1. The lag
+    search forgives a vocoder's or a translator's delay, which is not a change of notes. Silent frames of ``est``
+    score 0 against a sounding ``ref``.
+    """
+    import librosa
+
+    ref = _as_tensor(ref).double().numpy()
+    est = _as_tensor(est).double().numpy()
+    ca = librosa.feature.chroma_cqt(y=ref, sr=sample_rate, hop_length=hop).T  # [frames, 12]
+    cb = librosa.feature.chroma_cqt(y=est, sr=sample_rate, hop_length=hop).T
+    rms = librosa.feature.rms(y=ref, hop_length=hop)[0]
+    n = min(len(ca), len(rms))
+    if n == 0 or rms[:n].max() <= 0:
+        return float("nan")
+    loud = np.flatnonzero(rms[:n] > floor * rms[:n].max())
+    unit = lambda c: c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)  # zero rows stay zero
+    ca, cb = unit(ca), unit(cb)
+    best = -np.inf
+    for lag in range(-max_lag, max_lag + 1):
+        i = loud[(loud + lag >= 0) & (loud + lag < len(cb))]  # ref frame i against est frame i + lag
+        if len(i):
+            best = max(best, float(np.mean(np.sum(ca[i] * cb[i + lag], axis=1))))
+    return best if np.isfinite(best) else float("nan")
+
+
 def mel_frame_stats(clips, config: AudioConfig = AudioConfig()) -> tuple[np.ndarray, np.ndarray]:
     """Mean ``[n_mels]`` and covariance ``[n_mels, n_mels]`` of the log-mel frames of ``clips`` (arrays at
     ``config.sample_rate``): the fixed, weight-free embedding behind ``frechet_distance``."""
