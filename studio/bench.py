@@ -186,7 +186,8 @@ class Bench:
         return r
 
     def run(self) -> dict:
-        """All rows: vocoder inference, streaming, training, then the registered extra rows."""
+        """All rows: vocoder inference (with the HiFi-GAN baseline when installed), streaming, training, then the
+        registered extra rows."""
         from . import bench_rows
         from .vocoder.fast import num_threads
 
@@ -195,6 +196,7 @@ class Bench:
         self.log(format_header())
         with num_threads(o.threads):
             setup = bench_rows.vocoder_rows(self)
+            bench_rows.baseline_rows(self, setup[0])
             if o.stream:
                 bench_rows.streaming_rows(self, *setup)
             if o.train:

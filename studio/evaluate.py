@@ -1,7 +1,8 @@
 """``studio eval``: the metrics behind the model cards, computed reproducibly on held-out data.
 
 - vocoder: log-mel L1, multi-resolution STFT distance and chroma agreement (``metrics.chroma_agreement``) of
-  resyntheses to their input, MelGAN vs Griffin-Lim (32 iterations), on held-out renders and on real recordings in
+  resyntheses to their input, MelGAN vs Griffin-Lim (32 iterations) and, on request, vocoders a user could pick
+  instead (``studio.baselines``: the speech-trained HiFi-GAN V1), on held-out renders and on real recordings in
   folders (e.g. ../shared/audio/music); pYIN pitch accuracy on monophonic clips.
 - translator: per domain pair, log-mel L1 of the translation to the real rendering of the same piece on the
   target instrument, against the untranslated source's distance to it, and chroma agreement with the source.
