@@ -7,9 +7,18 @@ the prior; not to be confused with ``studio.vocoder.Generator``, the MelGAN netw
 
 from .audio import AudioConfig, MelSpectrogram, load_audio, save_audio
 from .errors import ConfigMismatch, DatasetError, ModelNotFound, StudioError, UnsupportedAudio
-from .generation import Generator
-from .translation import Translator
-from .vocoder import GriffinLim, Vocoder
+
+# The pipelines load on first use (PEP 562): ``import studio.vocoder.spectral`` then needs no more than PyTorch and
+# NumPy (the GPU training script runs on a stock PyTorch image without soundfile, torchaudio or librosa).
+_LAZY = {"Generator": ".generation", "Translator": ".translation", "GriffinLim": ".vocoder", "Vocoder": ".vocoder"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'studio' has no attribute {name!r}")
 
 __all__ = ["AudioConfig", "MelSpectrogram", "load_audio", "save_audio", "Vocoder", "GriffinLim", "Translator",
            "Generator", "StudioError", "UnsupportedAudio", "ModelNotFound", "ConfigMismatch", "DatasetError"]

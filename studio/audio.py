@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
-import torchaudio.functional as AF
 from torch import nn
 
 from .errors import ConfigMismatch, UnsupportedAudio
@@ -77,6 +75,21 @@ class AudioConfig:
             raise ConfigMismatch(f"{what} uses different audio settings {diff} (expected, found).")
 
 
+# Filterbanks given for configs on machines without torchaudio (the GPU training script packs one with its data).
+KNOWN_FILTERBANKS: dict[AudioConfig, torch.Tensor] = {}
+
+
+def mel_filterbank(config: AudioConfig) -> torch.Tensor:
+    """The Slaney mel filterbank ``[n_mels, n_fft // 2 + 1]`` of ``config`` (torchaudio's, or a packed copy)."""
+    if config in KNOWN_FILTERBANKS:
+        return KNOWN_FILTERBANKS[config].float().clone()
+    import torchaudio.functional as AF
+
+    c = config
+    fb = AF.melscale_fbanks(c.n_fft // 2 + 1, c.f_min, c.fmax, c.n_mels, c.sample_rate, norm="slaney", mel_scale="slaney")
+    return fb.T.contiguous()
+
+
 class MelSpectrogram(nn.Module):
     """Waveform ``[B, T]`` or ``[B, 1, T]`` (float, [-1, 1]) -> log10 mel ``[B, n_mels, T // hop]``."""
 
@@ -85,8 +98,7 @@ class MelSpectrogram(nn.Module):
         self.config = config
         c = config
         self.register_buffer("window", torch.hann_window(c.win_length), persistent=False)
-        fb = AF.melscale_fbanks(c.n_fft // 2 + 1, c.f_min, c.fmax, c.n_mels, c.sample_rate, norm="slaney", mel_scale="slaney")
-        self.register_buffer("fbank", fb.T.contiguous(), persistent=False)  # [n_mels, n_freqs]
+        self.register_buffer("fbank", mel_filterbank(c), persistent=False)  # [n_mels, n_freqs]
 
     def magnitude(self, x: torch.Tensor) -> torch.Tensor:
         """Linear mel magnitude ``[B, n_mels, frames]`` (before the log)."""
@@ -158,7 +170,7 @@ def _sniff(path: Path) -> str | None:
     return None
 
 
-def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
+def audio_info(path: str | os.PathLike):
     """soundfile's header info, with our errors for missing, empty and unreadable files."""
     path = Path(path)
     if not path.exists():
@@ -169,6 +181,8 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
         raise UnsupportedAudio(f"{path} is not a regular file; give the path of an audio file ({ACCEPTED}).")
     if path.stat().st_size == 0:
         raise UnsupportedAudio(f"{_describe(path)} is empty (0 bytes); {ACCEPTED}.")
+    import soundfile as sf
+
     try:
         return sf.info(str(path))
     except Exception as e:  # libsndfile's messages are terse; name the accepted formats
@@ -182,6 +196,8 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
 
 def _read(path: Path, mono: bool, frames: int) -> tuple[np.ndarray, int]:
     """Decode ``path`` to float32 ``[C, T]`` block by block (``C`` = 1 when ``mono``: channels averaged as read)."""
+    import soundfile as sf
+
     with sf.SoundFile(str(path)) as f:
         sr, channels = f.samplerate, f.channels
         out = np.empty((1 if mono else channels, max(frames, 0)), dtype=np.float32)
@@ -275,6 +291,8 @@ def prepare_audio(
     if peak > 1.0:  # float files may exceed full scale; keep the waveform's shape
         audio = audio / peak
     if sample_rate is not None and sr != sample_rate:
+        import torchaudio.functional as AF
+
         audio = AF.resample(torch.from_numpy(np.ascontiguousarray(audio)), sr, sample_rate).numpy()
         sr = sample_rate
     audio = np.ascontiguousarray(audio[0] if mono else audio)
@@ -304,6 +322,8 @@ def save_audio(path: str | os.PathLike, audio: np.ndarray | torch.Tensor, sample
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     os.close(fd)
     try:
+        import soundfile as sf
+
         sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, format=fmt, subtype=subtype)
         os.replace(tmp, path)
     finally:

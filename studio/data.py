@@ -17,9 +17,7 @@ from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
-import torchaudio.functional as AF
 from torch.utils.data import Dataset, Sampler
 
 from .audio import AudioConfig
@@ -103,6 +101,9 @@ def summarize(root: str | os.PathLike) -> dict:
 
 def read_segment(path: Path, start: int, length: int, file_sr: int, sample_rate: int) -> np.ndarray:
     """``length`` samples at ``sample_rate`` from ``start`` (in target-rate samples), mono, zero-padded at the end."""
+    import soundfile as sf
+    import torchaudio.functional as AF
+
     scale = file_sr / sample_rate
     n_file = int(np.ceil(length * scale))
     x, _ = sf.read(str(path), start=int(start * scale), frames=n_file, dtype="float32", always_2d=True)

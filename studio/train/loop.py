@@ -42,6 +42,7 @@ class LoopConfig:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     max_minutes: float | None = None  # stop cleanly (with a checkpoint) after this much wall time
+    ckpt_minutes: float | None = None  # also checkpoint whenever this much wall time has passed since the last one
     threads: int | None = None  # torch intra-op threads on CPU (None: torch's default)
 
 
@@ -188,7 +189,7 @@ class Trainer:
             hours = sum(summarize(self.dataset.root).get("train", {}).values()) if hasattr(self.dataset, "root") else 0.0
             rows = targets(self.task.name, per, self.cfg.batch_size * self.world, item_seconds(self.task.name, self.task),
                            hours)
-        except (KeyError, AttributeError, StudioError):  # a task or dataset the planner does not know
+        except (KeyError, AttributeError, StudioError, ImportError):  # a task or dataset the planner does not know
             pass
         dev = self.task.device
         peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else PeakMemory.lifetime_peak()
@@ -215,6 +216,7 @@ class Trainer:
         old = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGTERM, signal.SIGINT)} \
             if self.rank == 0 and _main_thread() else {}
         start, start_step = time.monotonic(), self.step
+        last_save = start
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=self.rank != 0, desc=self.task.name,
                    dynamic_ncols=True, mininterval=2)
         for m in self.task.nets.values():
@@ -240,8 +242,10 @@ class Trainer:
                     self.log(self._estimate((time.monotonic() - start) / done, done))
                 if cfg.val_every and self.step % cfg.val_every == 0:
                     val = self._validate()
-                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+                timed = cfg.ckpt_minutes is not None and time.monotonic() - last_save > cfg.ckpt_minutes * 60
+                if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or timed:
                     self.save()
+                    last_save = time.monotonic()
                 over_time = cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60
                 stop = torch.tensor(int(self._stop or over_time))
                 if self.world > 1:
