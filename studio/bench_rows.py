@@ -56,6 +56,13 @@ def vocoder_rows(bench: Bench) -> tuple:
     if not cpu_has_native_bf16():
         bench.notes.append("this CPU has no native bf16: the bf16 rows run emulated")
     base = _mel(vocoder, max(o.seconds))
+    paper = vocoder
+    if vocoder.architecture != "melgan":  # the reference is always the paper's generator (random init: same speed)
+        from .vocoder import Vocoder
+
+        torch.manual_seed(0)
+        paper = Vocoder().eval()
+        bench.notes.append(f"{label} is a {vocoder.architecture} vocoder: the reference row times the paper generator")
     for seconds in o.seconds:
         frames = max(4, round(seconds * sr / hop))
         for b in o.batches:
@@ -65,7 +72,7 @@ def vocoder_rows(bench: Bench) -> tuple:
 
             def reference(m=mel):
                 with torch.no_grad():
-                    return vocoder(m)
+                    return paper(m)
 
             bench.row("infer", REFERENCE, bench.measure(reference, lambda: reference(short)),
                       audio_s=audio_s, batch=b, dtype="float32")
@@ -82,7 +89,7 @@ def vocoder_rows(bench: Bench) -> tuple:
 
         def reference_1t():
             with torch.no_grad(), num_threads(1):
-                return vocoder(mel)
+                return paper(mel)
 
         f1 = vocoder.fast(auto if auto in fast else "fp32", threads=1)
         bench.row("infer", REFERENCE.replace(" (reference)", ", 1 thread"), bench.measure(reference_1t),

@@ -50,6 +50,9 @@ def cmd_train_vocoder(a) -> int:
     from .data import SegmentDataset
     from .vocoder.train import VocoderTask, VocoderTrainConfig
 
+    if a.arch == "spectral":
+        return _train_spectral_vocoder(a)
+
     def build(cfg):
         gen = cfg.generator
         if a.init:  # fine-tuning: the architecture is the initial model's
@@ -93,6 +96,33 @@ def cmd_train_vocoder(a) -> int:
         return task
 
     return _run_task(a, make_task, VocoderTrainConfig, build,
+                     lambda cfg: SegmentDataset(a.data, cfg.generator.audio, cfg.segment_length, "train", seed=a.seed))
+
+
+def _train_spectral_vocoder(a) -> int:
+    from .data import SegmentDataset
+    from .vocoder.train import SpectralTrainConfig, SpectralVocoderTask
+
+    def build(cfg):
+        gen = cfg.generator
+        if a.channels is not None:
+            gen = replace(gen, channels=a.channels)
+        return replace(cfg, generator=gen, segment_length=a.segment_length or cfg.segment_length,
+                       lr=cfg.lr if a.lr is None else a.lr, mix_prob=cfg.mix_prob if a.mix_prob is None else a.mix_prob,
+                       noise_db=tuple(a.noise_db) if a.noise_db else cfg.noise_db)
+
+    def make_task(cfg, val_root):
+        task = SpectralVocoderTask(cfg, val_root)
+        if _starts_from_init(a):
+            from .vocoder import Vocoder
+
+            init = Vocoder.from_pretrained(a.init, fold=False)
+            if init.architecture != "spectral":
+                raise ConfigMismatch(f"--init {a.init} is a {init.architecture} vocoder; --arch spectral needs a spectral one.")
+            task.nets["generator"].load_state_dict(init.generator.state_dict())
+        return task
+
+    return _run_task(a, make_task, SpectralTrainConfig, build,
                      lambda cfg: SegmentDataset(a.data, cfg.generator.audio, cfg.segment_length, "train", seed=a.seed))
 
 
@@ -366,6 +396,10 @@ def _add_train_parsers(train, plan: bool) -> None:
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_loop_args(tv, max_steps=400_000, batch=16, plan=plan)
     g = tv.add_argument_group("vocoder")
+    g.add_argument("--arch", default="melgan", choices=["melgan", "spectral"],
+                   help="melgan: the paper's generator (GAN training, the flags below); spectral: the studio's "
+                        "frame-rate STFT generator with phase-vocoder synthesis (studio.vocoder.spectral; regression "
+                        "training: --lr, --segment-length, --channels, --mix-prob, --noise-db, --init apply)")
     g.add_argument("--segment-length", type=int, default=None, help="samples per training segment (paper: 8192)")
     g.add_argument("--lambda-stft", type=float, default=None, help="weight of the auxiliary MR-STFT loss (paper: 0)")
     g.add_argument("--lambda-mel", type=float, default=None, help="weight of the auxiliary log-mel L1 loss (paper: 0)")

@@ -32,23 +32,57 @@ def _example(generator) -> torch.Tensor:
     return torch.zeros(1, generator.config.audio.n_mels, 16, device=next(generator.parameters()).device)
 
 
+def _spectral(generator) -> bool:
+    from .vocoder.spectral import SpectralGenerator
+
+    return isinstance(generator, SpectralGenerator)
+
+
+class SpectralGraph(torch.nn.Module):
+    """The spectral generator as one graph with its window state as inputs and outputs (``SpectralGenerator.chunk``):
+    ``(mel, phase [B, K], phase_at, start_frame, carry_at) -> (audio, phase at carry_at)``; the frame indices are
+    one-element int64 tensors. A whole signal: phase 0, phase_at 0, start_frame 0 (carry_at: any frame)."""
+
+    def __init__(self, generator):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, mel, phase, phase_at, start_frame, carry_at):
+        logmag, dev = self.generator.predict(mel)
+        return self.generator.synthesize(logmag, dev, start_frame, phase, phase_at, carry_at)
+
+    @staticmethod
+    def example(generator):
+        K = generator.config.bins
+        dev = next(generator.parameters()).device
+        i = lambda v: torch.tensor([v], dtype=torch.int64, device=dev)
+        return (_example(generator), torch.zeros(1, K, device=dev), i(0), i(0), i(12))
+
+
 def _metadata(generator) -> dict[str, str]:
     from .config import to_dict
 
     a = generator.config.audio
+    spectral = _spectral(generator)
+    config = generator.config if spectral else replace(generator.config, weight_norm=False)  # folded
     return {"studio_kind": "vocoder", "sample_rate": str(a.sample_rate), "hop_length": str(a.hop_length),
-            "n_mels": str(a.n_mels), "min_frames": "4",
-            "config": json.dumps(to_dict(replace(generator.config, weight_norm=False)))}  # folded
+            "n_mels": str(a.n_mels), "min_frames": "1" if spectral else "4",
+            "architecture": "spectral" if spectral else "melgan", "config": json.dumps(to_dict(config))}
 
 
 def _write_onnx(generator, f) -> None:
+    if _spectral(generator):
+        module, args = SpectralGraph(generator).eval(), SpectralGraph.example(generator)
+        names, outputs = ["mel", "phase", "phase_at", "start_frame", "carry_at"], ["audio", "phase_next"]
+        axes = {"mel": {0: "batch", 2: "frames"}, "phase": {0: "batch"}, "audio": {0: "batch", 2: "samples"},
+                "phase_next": {0: "batch"}}
+    else:
+        module, args, names, outputs = generator.net, (_example(generator),), ["mel"], ["audio"]
+        axes = {"mel": {0: "batch", 2: "frames"}, "audio": {0: "batch", 2: "samples"}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and constant-folding notices
-        torch.onnx.export(
-            generator.net, (_example(generator),), f, input_names=["mel"], output_names=["audio"],
-            dynamic_axes={"mel": {0: "batch", 2: "frames"}, "audio": {0: "batch", 2: "samples"}},
-            opset_version=OPSET, do_constant_folding=True, dynamo=False,
-        )
+        torch.onnx.export(module, args, f, input_names=names, output_names=outputs, dynamic_axes=axes,
+                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
 
 
 def onnx_bytes(generator) -> bytes:
@@ -82,6 +116,8 @@ def torchscript_module(generator) -> torch.jit.ScriptModule:
     g = folded_copy(generator).cpu()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if _spectral(g):
+            return torch.jit.trace(SpectralGraph(g).eval(), SpectralGraph.example(g), check_trace=False)
         return torch.jit.trace(g.net, _example(g), check_trace=False)
 
 

@@ -383,7 +383,13 @@ def shipped_task(model: str):
     from .config import from_dict
 
     entry, rec = shipped_entry(model)
-    if model == "vocoder":
+    if model == "vocoder" and entry.architecture == "spectral":
+        from .vocoder.spectral import SpectralConfig
+        from .vocoder.train import SpectralTrainConfig, SpectralVocoderTask
+
+        task = SpectralVocoderTask(SpectralTrainConfig(generator=from_dict(SpectralConfig, entry.config),
+                                                       segment_length=rec.get("segment", 16384)))
+    elif model == "vocoder":
         from .vocoder.generator import GeneratorConfig
         from .vocoder.train import VocoderTask, VocoderTrainConfig
 

@@ -35,6 +35,7 @@ class ModelEntry:
     kind: str
     config: dict
     training: dict = field(default_factory=dict)
+    architecture: str | None = None  # vocoders: the generator's ("melgan" when absent)
 
     @property
     def weights(self) -> Path:
@@ -63,7 +64,7 @@ def resolve(name_or_path: str | os.PathLike, kind: str | None = None) -> ModelEn
         raise ModelNotFound(f"{p} holds a {found!r} model, not a {kind!r}.")
     if not (p / WEIGHTS).is_file():
         raise ModelNotFound(f"{p} has no {WEIGHTS}.")
-    return ModelEntry(p.name, p, found, cfg.get("config", {}), cfg.get("training", {}))
+    return ModelEntry(p.name, p, found, cfg.get("config", {}), cfg.get("training", {}), cfg.get("architecture"))
 
 
 def list_models(kind: str | None = None) -> list[ModelEntry]:
@@ -74,6 +75,7 @@ def list_models(kind: str | None = None) -> list[ModelEntry]:
             if (p / CONFIG).is_file() and (p / WEIGHTS).is_file():
                 cfg = load_json(p / CONFIG)
                 if kind is None or cfg.get("kind") == kind:
-                    out.append(ModelEntry(p.name, p, cfg.get("kind"), cfg.get("config", {}), cfg.get("training", {})))
+                    out.append(ModelEntry(p.name, p, cfg.get("kind"), cfg.get("config", {}), cfg.get("training", {}),
+                                          cfg.get("architecture")))
     return out
 

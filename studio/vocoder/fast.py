@@ -33,6 +33,7 @@ cores busy, fewer threads can be several times faster (OpenMP threads wait for e
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import math
 from dataclasses import replace
@@ -43,6 +44,7 @@ from torch import nn
 
 from ..errors import ConfigMismatch
 from .generator import Generator
+from .spectral import SpectralGenerator
 from .model import _MelToAudio
 from ..nn import chunked, forward_2d, freeze_2d, to_2d
 from .streaming import context_frames
@@ -80,6 +82,8 @@ def onnxruntime_available() -> bool:
 
 def folded_copy(generator: Generator) -> Generator:
     """A new eval-mode generator without weight norm, computing the same function as ``generator``."""
+    if isinstance(generator, SpectralGenerator):  # no weight norm to fold
+        return copy.deepcopy(generator).eval().requires_grad_(False)
     plain = Generator(replace(generator.config, weight_norm=False))
     with torch.no_grad():
         for name, m in plain.named_modules():
@@ -130,6 +134,38 @@ class _TorchPath(nn.Module):
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = forward_2d(self.body, to_2d(mel.to(self.dtype)))
         return forward_2d(self.tail, x.float()).squeeze(2)
+
+
+class _SpectralPath(nn.Module):
+    """The spectral generator: its frame-rate backbone in ``dtype`` (bf16 autocast), the synthesis in float32
+    (phases and the inverse DFT in bf16 would add a noise floor). Windows of long inputs carry the running phase."""
+
+    def __init__(self, generator: SpectralGenerator, dtype: torch.dtype):
+        super().__init__()
+        self.generator, self.dtype = generator, dtype
+
+    def chunk(self, mel, window_start, keep_from, keep_to, state=None):
+        with torch.autocast(mel.device.type, dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
+            return self.generator.chunk(mel, window_start, keep_from, keep_to, state)
+
+
+class _SpectralOnnxPath:
+    """The spectral generator's ONNX graph (``studio.export.SpectralGraph``), window by window with its state."""
+
+    def __init__(self, generator: SpectralGenerator, threads: int | None):
+        self.generator = generator
+        self.session = _OnnxPath(generator, threads).session
+
+    def chunk(self, mel, window_start, keep_from, keep_to, state=None):
+        f, D = state if state is not None else (0, None)
+        nxt = max(f, window_start + keep_to - 2)
+        x = np.ascontiguousarray(mel.detach().float().cpu().numpy())
+        phase = np.zeros((x.shape[0], self.generator.config.bins), np.float32) if D is None else D.cpu().numpy()
+        i = lambda v: np.array([v], np.int64)
+        y, D_next = self.session.run(None, {"mel": x, "phase": phase, "phase_at": i(f - window_start),
+                                            "start_frame": i(window_start), "carry_at": i(nxt - window_start)})
+        hop = self.generator.config.audio.hop_length
+        return torch.from_numpy(y[..., keep_from * hop: keep_to * hop]), (nxt, torch.from_numpy(D_next))
 
 
 class _OnnxPath:
@@ -199,9 +235,15 @@ class FastVocoder(_MelToAudio):
     def _set_path(self, mode: str) -> None:
         self.mode = mode
         self.dtype = torch.bfloat16 if mode == "bf16" else torch.float32
-        if mode == "onnx":
+        if mode == "onnx" and isinstance(self.generator, SpectralGenerator):
+            self._onnx = None
+            self.path = _SpectralOnnxPath(self.generator, self.threads)
+        elif mode == "onnx":
             self.path = None
             self._onnx = _OnnxPath(self.generator, self.threads)
+        elif isinstance(self.generator, SpectralGenerator):
+            self._onnx = None
+            self.path = _SpectralPath(self.generator, self.dtype)
         else:
             self._onnx = None  # the path rewrites its layers in place: give it its own copy
             self.path = _TorchPath(folded_copy(self.generator), self.dtype)
@@ -209,6 +251,8 @@ class FastVocoder(_MelToAudio):
     def run(self, mel: torch.Tensor, start_frame: int = 0) -> torch.Tensor:
         """The selected path on a checked mel, without the input checks (used by the probe and benchmarks).
         ``start_frame``: where ``mel`` starts in a longer signal (the oscillator bank's phase, if any)."""
+        if isinstance(self.path, (_SpectralPath, _SpectralOnnxPath)):
+            return self._run_windows(mel, start_frame)
         mel, frames = _pad_short(mel)
         fn = self._onnx if self._onnx is not None else self.path
         budget = CHUNK_FRAMES[self.mode] if self.chunk_frames is None else self.chunk_frames
@@ -223,6 +267,24 @@ class FastVocoder(_MelToAudio):
             # the oscillator bank (if any) is cheap and needs absolute time: float32, one shot, after the chunks
             y = self.generator.add_harmonic(y.float(), mel, start_frame)
         return y[..., : frames * self.config.hop_length]
+
+    def _run_windows(self, mel: torch.Tensor, start_frame: int = 0) -> torch.Tensor:
+        """Generators with state between windows (the spectral one): ``vocode_long`` over the path."""
+        from .streaming import vocode_long
+
+        budget = CHUNK_FRAMES[self.mode] if self.chunk_frames is None else self.chunk_frames
+        span = max(MIN_CHUNK, budget // mel.shape[0]) if budget else mel.shape[-1]
+        with torch.inference_mode(), num_threads(self.threads):
+            return vocode_long(self.path, mel, span, self.context)
+
+    def chunk(self, mel: torch.Tensor, window_start: int, keep_from: int, keep_to: int, state=None):
+        """One window of a long signal (``studio.vocoder.streaming.run_window``) on the selected path."""
+        mel = self._check_mel(mel).to(self.device)
+        if isinstance(self.path, (_SpectralPath, _SpectralOnnxPath)):
+            with torch.inference_mode(), num_threads(self.threads):
+                return self.path.chunk(mel, window_start, keep_from, keep_to, state)
+        hop = self.config.hop_length
+        return self.run(mel, window_start)[..., keep_from * hop: keep_to * hop], None
 
     def reference(self, mel: torch.Tensor) -> torch.Tensor:
         """The float32 folded generator (the output every mode is compared with)."""

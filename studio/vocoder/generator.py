@@ -75,6 +75,23 @@ class Generator(nn.Module):
         y = y[..., : frames * self.config.audio.hop_length]
         return self.add_harmonic(y, mel[..., :frames], start_frame, phase)
 
+    def chunk(self, mel, window_start: int, keep_from: int, keep_to: int, state=None):
+        """One window of a long signal (``studio.vocoder.streaming``): the audio of frames ``[keep_from, keep_to)``;
+        no state (the oscillator bank runs on absolute time, ``window_start``)."""
+        hop = self.config.audio.hop_length
+        return self(mel, start_frame=window_start)[..., keep_from * hop: keep_to * hop], None
+
+    def context(self) -> tuple[int, int]:
+        """Mel frames ``(left, right)`` of context that the samples of one frame depend on."""
+        from .streaming import input_span
+
+        hop = self.config.audio.hop_length
+        lo, hi = input_span(self.net, 0, hop - 1)  # the samples of frame 0
+        if self.harmonic is not None:  # the oscillator bank: its net's frames, +-1 for interpolation
+            h_lo, h_hi = input_span(self.harmonic.net, -1, 1)
+            lo, hi = min(lo, h_lo), max(hi, h_hi)
+        return -lo, hi
+
     def add_harmonic(self, y, mel, start_frame: int = 0, phase=None):
         """``y`` plus the oscillator bank's output for ``mel`` (``y`` itself without a bank)."""
         if self.harmonic is None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchaudio
 from torch import nn
 
 from .. import registry
@@ -17,6 +16,14 @@ from ..errors import ConfigMismatch
 from ..nn import fold_weight_norm
 from ..train.checkpoint import atomic_save_tensors, load_tensors
 from .generator import Generator, GeneratorConfig
+from .spectral import SpectralConfig, SpectralGenerator
+
+# Generator architectures by the name stored in a model's config.json ("architecture"; absent: the paper's).
+ARCHITECTURES = {"melgan": (GeneratorConfig, Generator), "spectral": (SpectralConfig, SpectralGenerator)}
+
+
+def architecture_of(config) -> str:
+    return next(name for name, (cfg_cls, _) in ARCHITECTURES.items() if isinstance(config, cfg_cls))
 
 
 class _MelToAudio(nn.Module):
@@ -61,17 +68,27 @@ class Vocoder(_MelToAudio):
     ``Vocoder.from_pretrained(name_or_dir)`` loads a trained generator with weight norm folded, in eval mode.
     """
 
-    def __init__(self, config: GeneratorConfig = GeneratorConfig()):
+    def __init__(self, config: GeneratorConfig | SpectralConfig = GeneratorConfig()):
         super().__init__()
         self.generator_config = config
         self.config = config.audio
-        self.generator = Generator(config)
+        self.architecture = architecture_of(config)
+        self.generator = ARCHITECTURES[self.architecture][1](config)
         self.mel = MelSpectrogram(config.audio)
 
-    def forward(self, mel: torch.Tensor, start_frame: int = 0) -> torch.Tensor:
-        """``start_frame``: where ``mel`` starts in a longer signal (chunks; only the oscillator bank uses it)."""
+    def forward(self, mel: torch.Tensor, start_frame: int = 0, phase: torch.Tensor | None = None) -> torch.Tensor:
+        """``start_frame``: where ``mel`` starts in a longer signal (chunks; the oscillator bank and the spectral
+        generator use it); ``phase``: the spectral generator's running phase at that frame."""
         mel = self._check_mel(mel).to(self.device)
+        if phase is not None:
+            return self.generator(mel, start_frame, phase)
         return self.generator(mel, start_frame)
+
+    def chunk(self, mel: torch.Tensor, window_start: int, keep_from: int, keep_to: int, state=None):
+        """One window of a long signal: the audio of frames ``[keep_from, keep_to)`` and the generator's state for
+        the next window (``studio.vocoder.streaming.run_window``)."""
+        mel = self._check_mel(mel).to(self.device)
+        return self.generator.chunk(mel, window_start, keep_from, keep_to, state)
 
     def fold(self) -> "Vocoder":
         """Fold weight norm into plain weights (same output, faster) and switch to eval mode."""
@@ -111,7 +128,8 @@ class Vocoder(_MelToAudio):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_save_tensors(self.generator.state_dict(), folder / registry.WEIGHTS, half=half)
-        save_json({"kind": "vocoder", "config": to_dict(self.generator_config)}, folder / registry.CONFIG)
+        save_json({"kind": "vocoder", "architecture": self.architecture, "config": to_dict(self.generator_config)},
+                  folder / registry.CONFIG)
         if card is not None:
             (folder / registry.CARD).write_text(card)
         return folder
@@ -120,7 +138,10 @@ class Vocoder(_MelToAudio):
     def from_pretrained(cls, name_or_dir: str | os.PathLike | None = None, *, fold: bool = True,
                         device: str | torch.device = "cpu") -> "Vocoder":
         entry = registry.resolve(name_or_dir or registry.DEFAULTS["vocoder"], kind="vocoder")
-        config = from_dict(GeneratorConfig, entry.config)
+        arch = entry.architecture or "melgan"
+        if arch not in ARCHITECTURES:
+            raise ConfigMismatch(f"unknown vocoder architecture {arch!r}; known: {', '.join(ARCHITECTURES)}.")
+        config = from_dict(ARCHITECTURES[arch][0], entry.config)
         v = cls(config)
         tensors, _ = load_tensors(entry.weights)
         try:
@@ -140,6 +161,8 @@ class GriffinLim(_MelToAudio):
         self.config = config
         self.mel = MelSpectrogram(config)
         c = config
+        import torchaudio
+
         self.griffin_lim = torchaudio.transforms.GriffinLim(c.n_fft, n_iter, c.win_length, c.hop_length, power=1.0)
         self.register_buffer("inverse_fbank", torch.linalg.pinv(self.mel.fbank), persistent=False)
         self.name = f"griffin-lim-{n_iter}"

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigMismatch
-from ..nn import ResidualBlock, chunked
+from ..nn import ResidualBlock
 
 _POINTWISE = (nn.LeakyReLU, nn.ReLU, nn.Tanh, nn.Identity, nn.Dropout, nn.GELU, nn.SiLU, nn.ELU)
 _PADS = (nn.ReflectionPad1d, nn.ReplicationPad1d, nn.ConstantPad1d, nn.ZeroPad1d)
@@ -59,22 +59,24 @@ def input_span(module: nn.Module, lo: int, hi: int) -> tuple[int, int]:
 
 
 def _generator_of(model) -> nn.Module:
-    """The ``Generator`` behind a Vocoder, a FastVocoder or a Generator."""
+    """The generator behind a Vocoder, a FastVocoder or a generator: anything with ``context()`` and ``chunk()``."""
     g = getattr(model, "generator", model)
-    if not hasattr(g, "net") or not hasattr(g, "config"):
-        raise TypeError(f"expected a Vocoder, FastVocoder or Generator, got {type(model).__name__}")
+    if not hasattr(g, "chunk") or not hasattr(g, "config"):
+        raise TypeError(f"expected a Vocoder, FastVocoder or generator, got {type(model).__name__}")
     return g
 
 
 def context_frames(model) -> tuple[int, int]:
     """Mel frames of context ``(left, right)`` that the output samples of one frame depend on."""
-    g = _generator_of(model)
-    hop = g.config.audio.hop_length
-    lo, hi = input_span(g.net, 0, hop - 1)  # the samples of frame 0
-    if getattr(g, "harmonic", None) is not None:  # the oscillator bank: its net's frames, +-1 for interpolation
-        h_lo, h_hi = input_span(g.harmonic.net, -1, 1)
-        lo, hi = min(lo, h_lo), max(hi, h_hi)
-    return -lo, hi
+    return _generator_of(model).context()
+
+
+def run_window(model, mel: torch.Tensor, window_start: int, keep_from: int, keep_to: int, state=None):
+    """The audio of frames ``[keep_from, keep_to)`` of a window ``mel`` of a longer signal, and the state for the
+    next window: the one call every chunked and streamed path makes (``model.chunk`` if it has one, else its
+    generator's). The paper's generator has no state; the spectral one carries its running phase."""
+    fn = getattr(model, "chunk", None) or _generator_of(model).chunk
+    return fn(mel, window_start, keep_from, keep_to, state)
 
 
 def algorithmic_latency_ms(model) -> float:
@@ -127,6 +129,7 @@ class StreamingVocoder:
         self.reset()
 
     def reset(self) -> None:
+        self._state = None  # the generator's state between windows (the spectral generator's running phase)
         self._buf: torch.Tensor | None = None  # frames [self._buf_start, self._total)
         self._buf_start = 0
         self._next = 0  # next frame to emit
@@ -145,8 +148,8 @@ class StreamingVocoder:
         w = _window(a, b, self._total, self.left, self.right)
         mel = self._buf[..., w.start - self._buf_start: w.stop - self._buf_start]
         with torch.inference_mode():
-            y = self.model(mel, start_frame=w.start)
-        return y[..., w.keep_from * self.hop: w.keep_to * self.hop]
+            y, self._state = run_window(self.model, mel, w.start, w.keep_from, w.keep_to, self._state)
+        return y
 
     def _trim(self) -> None:
         drop = max(0, self._next - self.left) - self._buf_start
@@ -212,9 +215,18 @@ def vocode_long(model, mel, chunk_frames: int = 1024, context: tuple[int, int] |
         raise ConfigMismatch(f"chunk_frames must be at least 1, got {chunk_frames}.")
     g = _generator_of(model)
     left, right = context if context is not None else context_frames(g)
+    mel = _as_batch(mel)
+    hop, T = g.config.audio.hop_length, mel.shape[-1]
+    state = None
     with torch.inference_mode():
-        return chunked(model, _as_batch(mel), chunk_frames, left, right, g.config.audio.hop_length, out,
-                       pass_start=True)
+        for start in range(0, T, chunk_frames):
+            end = min(T, start + chunk_frames)
+            w = _window(start, end, T, left, right)
+            y, state = run_window(model, mel[..., w.start: w.stop], w.start, w.keep_from, w.keep_to, state)
+            if out is None:
+                out = y.new_empty(*y.shape[:-1], T * hop)
+            out[..., start * hop: end * hop] = y
+    return out
 
 
 def chunks_of(mel: torch.Tensor, frames: int) -> Iterator[torch.Tensor]:

@@ -19,6 +19,7 @@ from .discriminator import DiscriminatorConfig, MultiScaleDiscriminator
 from .generator import Generator, GeneratorConfig
 from .losses import MultiResolutionSTFTLoss, discriminator_hinge, feature_matching, generator_hinge
 from .model import Vocoder
+from .spectral import SpectralConfig, SpectralGenerator, spectral_losses, stft_targets
 
 
 @dataclass
@@ -255,6 +256,94 @@ class VocoderTask(Task):
 
     def state_extra(self) -> dict:
         return {"task": self.name, "config": to_dict(self.cfg)}
+
+    def export(self, folder: Path) -> None:
+        Vocoder.from_generator(self.nets["generator"]).save_pretrained(folder)
+
+
+@dataclass
+class SpectralTrainConfig:
+    """The spectral generator (``studio.vocoder.spectral``; not in the paper): frame-rate regression of the STFT's
+    log-magnitude and phase advance of each training segment (no waveform, no discriminator in the loop). AdamW
+    with a linear warm-up and a half-life decay, both functions of the step (exact resume)."""
+
+    generator: SpectralConfig = field(default_factory=SpectralConfig)
+    segment_length: int = 32768
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    weight_decay: float = 0.01
+    warmup_steps: int = 300
+    lr_half_life: int = 20_000
+    lambda_log_mag: float = 1.0
+    lambda_sc: float = 1.0
+    lambda_phase: float = 1.0
+    gain: tuple[float, float] = (0.3, 1.0)
+    mix_prob: float = 0.0
+    noise_db: tuple[float, float] | None = None
+
+
+class SpectralVocoderTask(Task):
+    name = "vocoder"
+
+    def __init__(self, cfg: SpectralTrainConfig, val_root=None, val_clips: int = 4, val_seconds: float = 3.0):
+        super().__init__()
+        self.cfg = cfg
+        self.audio = cfg.generator.audio
+        self.nets = {"generator": SpectralGenerator(cfg.generator)}
+        self.opts = {"generator": torch.optim.AdamW(self.nets["generator"].parameters(), cfg.lr, betas=cfg.betas,
+                                                    weight_decay=cfg.weight_decay, fused=True)}
+        self.mel = MelSpectrogram(self.audio)
+        self.window = torch.hann_window(self.audio.win_length)
+        self.val = fixed_clips(val_root, self.audio, "valid", val_clips, val_seconds) if val_root else []
+
+    def lr_at(self, step: int) -> float:
+        c = self.cfg
+        return c.lr * min(1.0, (step + 1) / max(1, c.warmup_steps)) * 0.5 ** (step / max(1, c.lr_half_life))
+
+    def train_step(self, batch: dict, step: int) -> dict[str, float]:
+        cfg, dev = self.cfg, self.device
+        self.mel.to(dev)
+        self.window = self.window.to(dev)
+        x = augment(batch["audio"].to(dev), cfg)
+        with torch.no_grad():
+            mel = self.mel(x)
+            mag, true_dev = stft_targets(x, self.audio, self.window)
+        with self.autocast():
+            logmag, d = self.run["generator"](mel, predict_only=True)
+        losses = spectral_losses(logmag.float(), d.float(), mag, true_dev)
+        loss = cfg.lambda_log_mag * losses["log_mag"] + cfg.lambda_sc * losses["spectral_convergence"] \
+            + cfg.lambda_phase * losses["phase_advance"]
+        for group in self.opts["generator"].param_groups:
+            group["lr"] = self.lr_at(step)
+        self.opts["generator"].zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.nets["generator"].parameters(), 10.0)
+        self.opts["generator"].step()
+        return {k: v.item() for k, v in losses.items()} | {"loss": loss.item()}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        if not self.val:
+            return {}
+        G = self.nets["generator"]
+        self.mel.to(self.device)
+        dists = []
+        for clip in self.val:
+            x = torch.from_numpy(clip["audio"]).to(self.device)[None, None]
+            dists.append(mel_l1_batch(x, G(self.mel(x)), self.mel).item())
+        return {"mel_l1": float(np.mean(dists))}
+
+    @torch.no_grad()
+    def samples(self) -> dict:
+        out = {}
+        self.mel.to(self.device)
+        for i, clip in enumerate(self.val[:2]):
+            x = torch.from_numpy(clip["audio"]).to(self.device)[None, None]
+            out[f"{clip['domain']}_{i}"] = (self.nets["generator"](self.mel(x))[0, 0].cpu().numpy(), self.audio.sample_rate)
+        return out
+
+    def state_extra(self) -> dict:
+        return {"task": self.name, "architecture": "spectral", "config": to_dict(self.cfg)}
 
     def export(self, folder: Path) -> None:
         Vocoder.from_generator(self.nets["generator"]).save_pretrained(folder)
