@@ -109,7 +109,8 @@ def _train_spectral_vocoder(a) -> int:
             gen = replace(gen, channels=a.channels)
         return replace(cfg, generator=gen, segment_length=a.segment_length or cfg.segment_length,
                        lr=cfg.lr if a.lr is None else a.lr, mix_prob=cfg.mix_prob if a.mix_prob is None else a.mix_prob,
-                       noise_db=tuple(a.noise_db) if a.noise_db else cfg.noise_db)
+                       noise_db=tuple(a.noise_db) if a.noise_db else cfg.noise_db,
+                       lowpass_prob=cfg.lowpass_prob if a.lowpass_prob is None else a.lowpass_prob)
 
     def make_task(cfg, val_root):
         task = SpectralVocoderTask(cfg, val_root)
@@ -399,7 +400,10 @@ def _add_train_parsers(train, plan: bool) -> None:
     g.add_argument("--arch", default="melgan", choices=["melgan", "spectral"],
                    help="melgan: the paper's generator (GAN training, the flags below); spectral: the studio's "
                         "frame-rate STFT generator with phase-vocoder synthesis (studio.vocoder.spectral; regression "
-                        "training: --lr, --segment-length, --channels, --mix-prob, --noise-db, --init apply)")
+                        "training: --lr, --segment-length, --channels, --mix-prob, --noise-db, --lowpass-prob, --init apply)")
+    g.add_argument("--lowpass-prob", type=float, default=None,
+                   help="spectral: probability of band-limiting a segment (3.5-11 kHz brick wall) before its mel and "
+                        "targets, for real recordings that stop at 8 kHz (default 0)")
     g.add_argument("--segment-length", type=int, default=None, help="samples per training segment (paper: 8192)")
     g.add_argument("--lambda-stft", type=float, default=None, help="weight of the auxiliary MR-STFT loss (paper: 0)")
     g.add_argument("--lambda-mel", type=float, default=None, help="weight of the auxiliary log-mel L1 loss (paper: 0)")

@@ -201,3 +201,18 @@ def test_onnx_export_matches_pytorch_one_shot_and_in_windows(tmp_path, spectral_
 
 def spectral_vocoder_folder(vocoder, tmp_path):
     return vocoder.save_pretrained(tmp_path / "model")
+
+
+def test_band_limiting_augmentation_removes_the_band_above_its_cutoff_only_when_drawn():
+    from studio.vocoder.train import band_limit
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 1, 8192)
+    y = band_limit(x, 0.5, (4000.0, 6000.0), 22050)
+    spec = torch.fft.rfft(y, dim=-1).abs()
+    f = torch.fft.rfftfreq(8192, 1 / 22050)
+    above = spec[..., f > 6001].amax(-1).flatten()
+    limited = above < 1e-3
+    assert 16 < limited.sum() < 48  # about half of the segments
+    assert (y[~limited] - x[~limited]).abs().max() < 1e-4  # the others pass unchanged (up to FFT rounding)
+    assert band_limit(x, 0.0, (4000.0, 6000.0), 22050) is x

@@ -149,10 +149,11 @@ class _SpectralPath(nn.Module):
             return self.generator.chunk(mel, window_start, keep_from, keep_to, state)
 
 
-class _SpectralOnnxPath:
+class _SpectralOnnxPath(nn.Module):
     """The spectral generator's ONNX graph (``studio.export.SpectralGraph``), window by window with its state."""
 
     def __init__(self, generator: SpectralGenerator, threads: int | None):
+        super().__init__()
         self.generator = generator
         self.session = _OnnxPath(generator, threads).session
 

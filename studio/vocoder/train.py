@@ -280,6 +280,23 @@ class SpectralTrainConfig:
     gain: tuple[float, float] = (0.3, 1.0)
     mix_prob: float = 0.0
     noise_db: tuple[float, float] | None = None
+    # With this probability a segment is band-limited (brick wall at a cutoff drawn in ``lowpass_hz``) before both
+    # its mel and its targets are computed: many real recordings stop at 8 kHz (16 kHz files, lossy codecs), and
+    # the vocoder should reproduce them as they are instead of meeting a mel it never saw.
+    lowpass_prob: float = 0.0
+    lowpass_hz: tuple[float, float] = (3500.0, 11025.0)
+
+
+def band_limit(x: torch.Tensor, prob: float, hz: tuple[float, float], sample_rate: int) -> torch.Tensor:
+    """Each segment of ``x`` ``[B, 1, T]`` low-passed (brick wall, FFT) with probability ``prob`` at a random cutoff."""
+    if prob <= 0:
+        return x
+    n = x.shape[0]
+    cut = torch.empty(n, 1, 1, device=x.device).uniform_(*hz)
+    cut = torch.where(torch.rand(n, 1, 1, device=x.device) < prob, cut, torch.full_like(cut, sample_rate))
+    spec = torch.fft.rfft(x, dim=-1)
+    f = torch.fft.rfftfreq(x.shape[-1], 1 / sample_rate).to(x.device)
+    return torch.fft.irfft(spec * (f <= cut), n=x.shape[-1], dim=-1)
 
 
 class SpectralVocoderTask(Task):
@@ -305,6 +322,7 @@ class SpectralVocoderTask(Task):
         self.mel.to(dev)
         self.window = self.window.to(dev)
         x = augment(batch["audio"].to(dev), cfg)
+        x = band_limit(x, cfg.lowpass_prob, cfg.lowpass_hz, self.audio.sample_rate)
         with torch.no_grad():
             mel = self.mel(x)
             mag, true_dev = stft_targets(x, self.audio, self.window)
