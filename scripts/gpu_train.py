@@ -86,7 +86,8 @@ def load_pack(path) -> tuple[np.ndarray, dict]:
 def cmd_train(a) -> int:
     from safetensors.torch import load_file
 
-    from studio.config import from_dict, load_json, save_json, to_dict
+    from studio.audio import AudioConfig
+    from studio.config import from_dict, load_json, save_json
     from studio.train.loop import LoopConfig, Trainer
     from studio.vocoder.spectral import SpectralConfig
     from studio.vocoder.train import SpectralTrainConfig, SpectralVocoderTask
@@ -98,6 +99,9 @@ def cmd_train(a) -> int:
         print(f"error: {init} is not a spectral vocoder", file=sys.stderr)
         return 2
     gen = from_dict(SpectralConfig, cfg_json["config"])
+    if AudioConfig(**meta["audio"]) != gen.audio:
+        print(f"error: the pack's audio settings differ from {init}'s; pack again for this model", file=sys.stderr)
+        return 2
     segment = 4096 if a.smoke else a.segment_length
     cfg = SpectralTrainConfig(generator=gen, segment_length=segment, lr=a.lr, warmup_steps=0 if a.smoke else 100,
                               lr_half_life=a.half_life)
@@ -116,14 +120,12 @@ def cmd_train(a) -> int:
     print(json.dumps({"device": device, "steps": summary["step"], "steps_run": steps,
                       "steps_per_second": steps / max(1e-9, time.monotonic() - t0),
                       "last": summary["history"][-1] if summary["history"] else {}}))
-    # the shipped size: the same model in half precision
-    from studio.train.checkpoint import atomic_save_tensors
+    # the shipped size: the same model in half precision, with what this run added
+    from studio.vocoder import Vocoder
 
-    half = out / "export-fp16"
-    half.mkdir(parents=True, exist_ok=True)
-    atomic_save_tensors(task.nets["generator"].state_dict(), half / "model.safetensors", half=True)
-    save_json({"kind": "vocoder", "architecture": "spectral", "config": to_dict(gen),
-               "training": {"steps_added": steps, "device": device, "pack": meta}}, half / "config.json")
+    half = Vocoder.from_generator(task.nets["generator"]).save_pretrained(out / "export-fp16", half=True)
+    record = load_json(half / "config.json") | {"training": {"steps_added": steps, "device": device, "pack": meta}}
+    save_json(record, half / "config.json")
     print(f"wrote {half} ({(half / 'model.safetensors').stat().st_size / 2**20:.1f} MiB)")
     return 0
 

@@ -58,10 +58,10 @@ def vocoder_rows(bench: Bench) -> tuple:
     base = _mel(vocoder, max(o.seconds))
     paper = vocoder
     if vocoder.architecture != "melgan":  # the reference is always the paper's generator (random init: same speed)
-        from .vocoder import Vocoder
+        from .vocoder import GeneratorConfig, Vocoder
 
         torch.manual_seed(0)
-        paper = Vocoder().eval()
+        paper = Vocoder(GeneratorConfig(audio=vocoder.config)).eval()
         bench.notes.append(f"{label} is a {vocoder.architecture} vocoder: the reference row times the paper generator")
     for seconds in o.seconds:
         frames = max(4, round(seconds * sr / hop))

@@ -50,7 +50,7 @@ def cmd_train_vocoder(a) -> int:
     from .data import SegmentDataset
     from .vocoder.train import VocoderTask, VocoderTrainConfig
 
-    if a.arch == "spectral":
+    if a.arch == "spectral" or _resumes_architecture(a) == "spectral":
         return _train_spectral_vocoder(a)
 
     def build(cfg):
@@ -101,10 +101,20 @@ def cmd_train_vocoder(a) -> int:
 
 def _train_spectral_vocoder(a) -> int:
     from .data import SegmentDataset
+    from .vocoder.spectral import SpectralConfig
     from .vocoder.train import SpectralTrainConfig, SpectralVocoderTask
 
     def build(cfg):
         gen = cfg.generator
+        if a.init:  # fine-tuning: the architecture is the initial model's
+            from .config import from_dict
+            from .registry import resolve
+
+            entry = resolve(a.init, kind="vocoder")
+            if entry.architecture != "spectral":
+                raise ConfigMismatch(f"--init {a.init} is a {entry.architecture or 'melgan'} vocoder; --arch spectral "
+                                     f"needs a spectral one.")
+            gen = from_dict(SpectralConfig, entry.config)
         if a.channels is not None:
             gen = replace(gen, channels=a.channels)
         return replace(cfg, generator=gen, segment_length=a.segment_length or cfg.segment_length,
@@ -118,13 +128,25 @@ def _train_spectral_vocoder(a) -> int:
             from .vocoder import Vocoder
 
             init = Vocoder.from_pretrained(a.init, fold=False)
-            if init.architecture != "spectral":
-                raise ConfigMismatch(f"--init {a.init} is a {init.architecture} vocoder; --arch spectral needs a spectral one.")
-            task.nets["generator"].load_state_dict(init.generator.state_dict())
+            try:
+                task.nets["generator"].load_state_dict(init.generator.state_dict())
+            except RuntimeError as e:
+                raise ConfigMismatch(f"--init {a.init} does not fit the generator being trained "
+                                     f"({str(e).splitlines()[0]}).") from None
         return task
 
     return _run_task(a, make_task, SpectralTrainConfig, build,
                      lambda cfg: SegmentDataset(a.data, cfg.generator.audio, cfg.segment_length, "train", seed=a.seed))
+
+
+def _resumes_architecture(a) -> str | None:
+    """The generator architecture of the run ``--resume`` continues (its checkpoint says), else None."""
+    from .train.checkpoint import read_checkpoint_meta
+
+    ckpt = Path(a.out) / "checkpoint.safetensors" if not getattr(a, "plan", False) else None
+    if ckpt is None or not a.resume or not ckpt.is_file():
+        return None
+    return read_checkpoint_meta(ckpt)["extra"].get("architecture", "melgan")
 
 
 def _starts_from_init(a) -> bool:

@@ -1,8 +1,9 @@
 """Export the vocoder's generator (weight norm folded) for use outside Python / PyTorch eager.
 
-``export(vocoder, path, format="onnx" | "torchscript")``. The exported graph maps ``mel [batch, n_mels, frames]``
-to ``audio [batch, 1, frames * hop]`` with dynamic batch and frames axes; it needs at least 4 frames (the input
-conv's reflection padding), as the PyTorch generator pads shorter inputs itself. The audio settings travel with
+``export(vocoder, path, format="onnx" | "torchscript")``. The paper generator's graph maps ``mel [batch, n_mels,
+frames]`` to ``audio [batch, 1, frames * hop]`` with dynamic batch and frames axes; it needs at least 4 frames (the
+input conv's reflection padding), as the PyTorch generator pads shorter inputs itself. The spectral generator's
+graph (``SpectralGraph``) also takes and returns its running phase, for windowed use; 1 frame is enough. The audio settings travel with
 the file: ONNX metadata properties, or ``config.json`` in the TorchScript archive's extra files.
 """
 
@@ -159,8 +160,10 @@ def cmd_export(a) -> int:
     vocoder = Vocoder.from_pretrained(a.model)
     fmt = a.format or SUFFIXES.get(Path(a.output).suffix.lower()) or "onnx"
     out = export(vocoder, a.output, fmt)
-    print(f"wrote {out} ({fmt}, {out.stat().st_size / 1e6:.1f} MB) from {vocoder.name}: "
+    io = (f"(mel [batch, {vocoder.config.n_mels}, frames], phase, phase_at, start_frame, carry_at) -> (audio [batch, 1, "
+          f"frames * {vocoder.config.hop_length}], phase_next)" if vocoder.architecture == "spectral" else
           f"mel [batch, {vocoder.config.n_mels}, frames >= 4] -> audio [batch, 1, frames * {vocoder.config.hop_length}]")
+    print(f"wrote {out} ({fmt}, {out.stat().st_size / 1e6:.1f} MB) from {vocoder.name}: {io}")
     return 0
 
 

@@ -44,7 +44,7 @@ from torch import nn
 
 from ..errors import ConfigMismatch
 from .generator import Generator
-from .spectral import SpectralGenerator
+from .spectral import SpectralGenerator, window_state
 from .model import _MelToAudio
 from ..nn import chunked, forward_2d, freeze_2d, to_2d
 from .streaming import context_frames
@@ -53,6 +53,7 @@ MODES = ("auto", "fp32", "bf16", "onnx")
 CHUNK_FRAMES = {"fp32": 512, "bf16": 512, "onnx": 1024}  # frames x batch per chunk on long inputs (measured)
 MAX_SPAN = {"fp32": 256, "bf16": 256, "onnx": 1024}  # frames per item per chunk, at most (measured)
 MIN_CHUNK = 32
+SPECTRAL_SPAN = 1024  # frames per window for the spectral generator (its state carries across windows)
 TOLERANCE = 0.01  # max relative change of the log-mel distance allowed for a reduced-precision path
 
 
@@ -138,7 +139,7 @@ class _TorchPath(nn.Module):
 
 class _SpectralPath(nn.Module):
     """The spectral generator: its frame-rate backbone in ``dtype`` (bf16 autocast), the synthesis in float32
-    (phases and the inverse DFT in bf16 would add a noise floor). Windows of long inputs carry the running phase."""
+    (``SpectralGenerator.synthesize`` leaves autocast). Windows of long inputs carry the running phase."""
 
     def __init__(self, generator: SpectralGenerator, dtype: torch.dtype):
         super().__init__()
@@ -158,12 +159,11 @@ class _SpectralOnnxPath(nn.Module):
         self.session = _OnnxPath(generator, threads).session
 
     def chunk(self, mel, window_start, keep_from, keep_to, state=None):
-        f, D = state if state is not None else (0, None)
-        nxt = max(f, window_start + keep_to - 2)
+        f, D, rel, nxt = window_state(state, window_start, keep_to, mel.shape[-1])
         x = np.ascontiguousarray(mel.detach().float().cpu().numpy())
         phase = np.zeros((x.shape[0], self.generator.config.bins), np.float32) if D is None else D.cpu().numpy()
         i = lambda v: np.array([v], np.int64)
-        y, D_next = self.session.run(None, {"mel": x, "phase": phase, "phase_at": i(f - window_start),
+        y, D_next = self.session.run(None, {"mel": x, "phase": phase, "phase_at": i(rel),
                                             "start_frame": i(window_start), "carry_at": i(nxt - window_start)})
         hop = self.generator.config.audio.hop_length
         return torch.from_numpy(y[..., keep_from * hop: keep_to * hop]), (nxt, torch.from_numpy(D_next))
@@ -273,10 +273,10 @@ class FastVocoder(_MelToAudio):
         """Generators with state between windows (the spectral one): ``vocode_long`` over the path."""
         from .streaming import vocode_long
 
-        budget = CHUNK_FRAMES[self.mode] if self.chunk_frames is None else self.chunk_frames
-        span = max(MIN_CHUNK, budget // mel.shape[0]) if budget else mel.shape[-1]
+        # its context is wide (left 56 frames): windows of 1024 frames keep the recomputed context under 6%
+        span = SPECTRAL_SPAN if self.chunk_frames is None else (self.chunk_frames or mel.shape[-1])
         with torch.inference_mode(), num_threads(self.threads):
-            return vocode_long(self.path, mel, span, self.context)
+            return vocode_long(self.path, mel, span, self.context, start_frame=start_frame)
 
     def chunk(self, mel: torch.Tensor, window_start: int, keep_from: int, keep_to: int, state=None):
         """One window of a long signal (``studio.vocoder.streaming.run_window``) on the selected path."""

@@ -23,7 +23,10 @@ ARCHITECTURES = {"melgan": (GeneratorConfig, Generator), "spectral": (SpectralCo
 
 
 def architecture_of(config) -> str:
-    return next(name for name, (cfg_cls, _) in ARCHITECTURES.items() if isinstance(config, cfg_cls))
+    for name, (cfg_cls, _) in ARCHITECTURES.items():
+        if isinstance(config, cfg_cls):
+            return name
+    raise ConfigMismatch(f"no vocoder architecture takes a {type(config).__name__}; known: {', '.join(ARCHITECTURES)}.")
 
 
 class _MelToAudio(nn.Module):

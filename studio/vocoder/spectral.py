@@ -20,9 +20,9 @@ Synthesis, all of it local except the running sum:
   envelope. Frames use ``AudioConfig``'s framing (frame ``n`` starts at sample ``n hop - (n_fft - hop) / 2``).
 
 Streaming and chunking: the backbone is causal except ``lookahead`` frames, the synthesis needs 2 frames on each
-side, and the running sum is the only state: ``forward(mel, start_frame, phase)`` takes ``D`` at the chunk's first
-frame and ``advance`` gives it for the next chunk. Every op is a plain tensor op (no FFT, no angle), so the whole
-model exports to ONNX with the state as an input.
+side, and the running sum is the only state: ``chunk`` vocodes one window of a longer signal from ``D`` at a frame
+whose predictions are exact there and returns ``D`` for the next window (``studio.vocoder.streaming`` drives it).
+Every op is a plain tensor op (no FFT, no angle), so the whole model exports to ONNX with the state as inputs.
 """
 
 from __future__ import annotations
@@ -106,7 +106,6 @@ class SpectralGenerator(nn.Module):
         self.register_buffer("basis_re", (weight * sign * torch.cos(arg) * window / N).float(), persistent=False)
         self.register_buffer("basis_im", (-weight * sign * torch.sin(arg) * window / N).float(), persistent=False)
         self.register_buffer("window_sq", (window ** 2).float(), persistent=False)
-        self.register_buffer("nominal", (math.pi / 2 * (torch.arange(K) % 4)).float(), persistent=False)
 
     # ---------------------------------------------------------------------------------------------- analysis
 
@@ -130,17 +129,16 @@ class SpectralGenerator(nn.Module):
 
     # --------------------------------------------------------------------------------------------- synthesis
 
-    def advance(self, dev: torch.Tensor, phase: torch.Tensor | None = None) -> torch.Tensor:
-        """The running deviation ``D`` after all frames of ``dev`` ``[B, K, F]``, starting from ``phase`` (wrapped)."""
-        total = dev.double().sum(-1) + (0.0 if phase is None else phase.double())
-        return torch.remainder(total, 2 * math.pi).float()
-
     def synthesize(self, logmag: torch.Tensor, dev: torch.Tensor, start_frame=0, phase: torch.Tensor | None = None,
                    phase_at=0, carry_at=None):
         """Frames ``[B, K, F]`` of log-magnitude and deviation -> audio ``[B, 1, F * hop]``. ``start_frame``: index
         of the first frame in the whole signal; ``phase`` ``[B, K]``: ``D`` at frame ``phase_at`` of these frames
         (None: 0, as at the signal start). ``carry_at``: also return ``D`` at that frame (the next window's state).
         The frame indices may be ints or one-element int64 tensors (the ONNX graph takes them as inputs)."""
+        with torch.autocast(logmag.device.type, enabled=False):  # bf16 phases and DFT would add a -47 dB floor
+            return self._synthesize(logmag.float(), dev.float(), start_frame, phase, phase_at, carry_at)
+
+    def _synthesize(self, logmag, dev, start_frame, phase, phase_at, carry_at):
         a = self.config.audio
         B, K, F = logmag.shape
         # D[n] = phase + sum_{phase_at <= m < n} dev[m] (float64: long signals keep their phase exact), + (pi k / 2) n.
@@ -197,11 +195,7 @@ class SpectralGenerator(nn.Module):
         The state is ``(f, D)``: the running deviation ``D`` ``[B, K]`` at absolute frame ``f``, always a frame whose
         predictions were exact here (two frames before the next kept one: the synthesis reaches 2 frames back)."""
         logmag, dev = self.predict(mel)
-        f, D = state if state is not None else (0, None)
-        rel = f - window_start
-        if rel < 0 or rel >= mel.shape[-1]:
-            raise ValueError(f"chunk state at frame {f} lies outside the window [{window_start}, {window_start + mel.shape[-1]}).")
-        nxt = max(f, window_start + keep_to - 2)
+        f, D, rel, nxt = window_state(state, window_start, keep_to, mel.shape[-1])
         y, D_next = self.synthesize(logmag, dev, window_start, D, rel, nxt - window_start)
         hop = self.config.audio.hop_length
         return y[..., keep_from * hop: keep_to * hop], (nxt, D_next)
@@ -213,6 +207,17 @@ class SpectralGenerator(nn.Module):
         if predict_only:
             return logmag, dev
         return self.synthesize(logmag, dev, start_frame, phase)
+
+
+def window_state(state, window_start: int, keep_to: int, frames: int):
+    """The chunk protocol's bookkeeping: ``state`` ``(f, D)`` (None: this first window starts the signal, D = 0
+    there) -> ``(f, D, f's index in this window, the frame whose D the next window needs)``: two frames before the
+    next kept one, since the synthesis of a frame's samples reaches two frames back."""
+    f, D = state if state is not None else (window_start, None)
+    rel = f - window_start
+    if rel < 0 or rel >= frames:
+        raise ValueError(f"chunk state at frame {f} lies outside the window [{window_start}, {window_start + frames}).")
+    return f, D, rel, max(f, window_start + keep_to - 2)
 
 
 def stft_targets(x: torch.Tensor, audio: AudioConfig, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,7 +238,9 @@ def spectral_losses(logmag: torch.Tensor, dev: torch.Tensor, mag: torch.Tensor, 
     """Frame-rate regression losses: log-magnitude L1, spectral convergence, and the magnitude-weighted phase
     advance error ``1 - cos(d - d_true)`` (wrap-free) over all but the last frame."""
     log_true = torch.log(mag.clamp(min=floor))
-    l1 = (logmag.clamp(min=math.log(floor)) - log_true).abs().mean()
+    # below the floor on both sides counts as equal (silence); a prediction below a louder target keeps its gradient
+    silent = (logmag <= math.log(floor)) & (mag <= floor)
+    l1 = torch.where(silent, 0.0, (logmag - log_true).abs()).mean()
     pred = torch.exp(logmag)
     sc = (torch.linalg.norm(pred - mag, dim=(1, 2)) / torch.linalg.norm(mag, dim=(1, 2)).clamp(min=1e-7)).mean()
     w = mag[..., :-1]

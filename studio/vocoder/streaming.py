@@ -204,8 +204,9 @@ class StreamingVocoder:
 
 
 def vocode_long(model, mel, chunk_frames: int = 1024, context: tuple[int, int] | None = None,
-                out: torch.Tensor | None = None) -> torch.Tensor:
+                out: torch.Tensor | None = None, start_frame: int = 0) -> torch.Tensor:
     """Vocode a long mel ``[B, n_mels, frames]`` chunk by chunk: activations stay bounded by ``chunk_frames``.
+    ``start_frame``: where the mel starts in absolute time (the oscillator bank's and the spectral synthesis's).
 
     Returns ``[B, 1, frames * hop]`` float32 (or writes into ``out``, e.g. a CPU tensor for a GPU model), equal to
     ``model(mel)`` up to float rounding. The output (4 bytes per sample) is the only buffer that grows with the
@@ -217,12 +218,13 @@ def vocode_long(model, mel, chunk_frames: int = 1024, context: tuple[int, int] |
     left, right = context if context is not None else context_frames(g)
     mel = _as_batch(mel)
     hop, T = g.config.audio.hop_length, mel.shape[-1]
-    state = None
+    state = None  # the signal starts at ``start_frame`` (absolute time for the oscillator bank)
     with torch.inference_mode():
         for start in range(0, T, chunk_frames):
             end = min(T, start + chunk_frames)
             w = _window(start, end, T, left, right)
-            y, state = run_window(model, mel[..., w.start: w.stop], w.start, w.keep_from, w.keep_to, state)
+            y, state = run_window(model, mel[..., w.start: w.stop], start_frame + w.start, w.keep_from, w.keep_to,
+                                  state)
             if out is None:
                 out = y.new_empty(*y.shape[:-1], T * hop)
             out[..., start * hop: end * hop] = y

@@ -268,7 +268,7 @@ class SpectralTrainConfig:
     with a linear warm-up and a half-life decay, both functions of the step (exact resume)."""
 
     generator: SpectralConfig = field(default_factory=SpectralConfig)
-    segment_length: int = 32768
+    segment_length: int = 16384
     lr: float = 5e-4
     betas: tuple[float, float] = (0.8, 0.99)
     weight_decay: float = 0.01
