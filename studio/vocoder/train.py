@@ -100,7 +100,36 @@ def frozen(module: torch.nn.Module, on: bool = True):
             p.requires_grad_(f)
 
 
-class VocoderTask(Task):
+class VocoderValidation:
+    """What both vocoder tasks share: log-mel L1 of held-out clips, TensorBoard samples, the exported model folder.
+    Needs ``nets["generator"]``, ``mel``, ``val``, ``audio``, ``device`` and ``_to(device)``."""
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        if not self.val:
+            return {}
+        self._to(self.device)
+        G = self.nets["generator"]
+        dists = []
+        for clip in self.val:
+            x = torch.from_numpy(clip["audio"]).to(self.device)[None, None]
+            dists.append(mel_l1_batch(x, G(self.mel(x)), self.mel).item())
+        return {"mel_l1": float(np.mean(dists))}
+
+    @torch.no_grad()
+    def samples(self) -> dict:
+        self._to(self.device)
+        out = {}
+        for i, clip in enumerate(self.val[:2]):
+            x = torch.from_numpy(clip["audio"]).to(self.device)[None, None]
+            out[f"{clip['domain']}_{i}"] = (self.nets["generator"](self.mel(x))[0, 0].cpu().numpy(), self.audio.sample_rate)
+        return out
+
+    def export(self, folder: Path) -> None:
+        Vocoder.from_generator(self.nets["generator"]).save_pretrained(folder)
+
+
+class VocoderTask(VocoderValidation, Task):
     name = "vocoder"
 
     def __init__(self, cfg: VocoderTrainConfig, val_root=None, val_clips: int = 4, val_seconds: float = 3.0,
@@ -234,31 +263,9 @@ class VocoderTask(Task):
         self.opts["generator"].step()
         return {"loss_stft": st.item(), "mel_l1": mel_dist.item()}
 
-    @torch.no_grad()
-    def validate(self) -> dict[str, float]:
-        if not self.val:
-            return {}
-        self._to(self.device)
-        G = self.nets["generator"]
-        dists = []
-        for clip in self.val:
-            x = torch.from_numpy(clip["audio"]).to(self.device)[None, None]
-            dists.append(mel_l1_batch(x, G(self.mel(x)), self.mel).item())
-        return {"mel_l1": float(np.mean(dists))}
-
-    @torch.no_grad()
-    def samples(self) -> dict:
-        out = {}
-        for i, clip in enumerate(self.val[:2]):
-            x = torch.from_numpy(clip["audio"]).to(self.device)[None, None]
-            out[f"{clip['domain']}_{i}"] = (self.nets["generator"](self.mel(x))[0, 0].cpu().numpy(), self.audio.sample_rate)
-        return out
-
     def state_extra(self) -> dict:
         return {"task": self.name, "config": to_dict(self.cfg)}
 
-    def export(self, folder: Path) -> None:
-        Vocoder.from_generator(self.nets["generator"]).save_pretrained(folder)
 
 
 @dataclass
@@ -299,7 +306,7 @@ def band_limit(x: torch.Tensor, prob: float, hz: tuple[float, float], sample_rat
     return torch.fft.irfft(spec * (f <= cut), n=x.shape[-1], dim=-1)
 
 
-class SpectralVocoderTask(Task):
+class SpectralVocoderTask(VocoderValidation, Task):
     name = "vocoder"
 
     def __init__(self, cfg: SpectralTrainConfig, val_root=None, val_clips: int = 4, val_seconds: float = 3.0):
@@ -319,8 +326,7 @@ class SpectralVocoderTask(Task):
 
     def train_step(self, batch: dict, step: int) -> dict[str, float]:
         cfg, dev = self.cfg, self.device
-        self.mel.to(dev)
-        self.window = self.window.to(dev)
+        self._to(dev)
         x = augment(batch["audio"].to(dev), cfg)
         x = band_limit(x, cfg.lowpass_prob, cfg.lowpass_hz, self.audio.sample_rate)
         with torch.no_grad():
@@ -339,29 +345,9 @@ class SpectralVocoderTask(Task):
         self.opts["generator"].step()
         return {k: v.item() for k, v in losses.items()} | {"loss": loss.item()}
 
-    @torch.no_grad()
-    def validate(self) -> dict[str, float]:
-        if not self.val:
-            return {}
-        G = self.nets["generator"]
-        self.mel.to(self.device)
-        dists = []
-        for clip in self.val:
-            x = torch.from_numpy(clip["audio"]).to(self.device)[None, None]
-            dists.append(mel_l1_batch(x, G(self.mel(x)), self.mel).item())
-        return {"mel_l1": float(np.mean(dists))}
-
-    @torch.no_grad()
-    def samples(self) -> dict:
-        out = {}
-        self.mel.to(self.device)
-        for i, clip in enumerate(self.val[:2]):
-            x = torch.from_numpy(clip["audio"]).to(self.device)[None, None]
-            out[f"{clip['domain']}_{i}"] = (self.nets["generator"](self.mel(x))[0, 0].cpu().numpy(), self.audio.sample_rate)
-        return out
+    def _to(self, device):
+        self.mel.to(device)
+        self.window = self.window.to(device)
 
     def state_extra(self) -> dict:
         return {"task": self.name, "architecture": "spectral", "config": to_dict(self.cfg)}
-
-    def export(self, folder: Path) -> None:
-        Vocoder.from_generator(self.nets["generator"]).save_pretrained(folder)
