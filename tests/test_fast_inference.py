@@ -60,8 +60,12 @@ def test_mode_keeps_the_log_mel_distance_within_one_percent(vocoder, clip, refer
     direct = mel_l1(y32, y, aligned=True)
     print(f"{mode}->{fast.mode}: relative change {rel:.5f}, mel_l1(fp32, fast) {direct:.5f}, "
           f"max |diff| {(y - y32).abs().max():.2e} ({'trained' if TRAINED else 'random init'})")
-    # bf16 keeps ~3 significant digits of the peak; the fp32 paths agree to ~1e-6
-    assert (y - y32).abs().max() < (1e-5 if fast.mode != "bf16" else 1e-2 * y32.abs().max())
+    spectral = vocoder.architecture == "spectral"
+    # bf16 keeps ~3 significant digits of the peak; the fp32 paths agree to ~1e-6 (the spectral generator's running
+    # phase, summed in float64 here and in ONNX Runtime, to ~1e-5). In bf16 the spectral generator's phase advances
+    # drift apart over the frames, so its waveform differs while its spectrum does not: the log-mel checks below.
+    if not (spectral and fast.mode == "bf16"):
+        assert (y - y32).abs().max() < (5e-5 if fast.mode != "bf16" else 1e-2 * y32.abs().max())
     if fast.mode == "bf16" and not TRAINED:
         # A random-init generator's output sits at the log floor in ~85% of the mel bins, where bf16 rounding
         # moves the log-mel distance by several %: not a usable model, and auto's probe check rejects bf16 for it
@@ -89,7 +93,8 @@ def test_fast_has_the_vocoder_interface_and_leaves_the_vocoder_alone(vocoder, cl
     before = {k: v.clone() for k, v in vocoder.generator.state_dict().items()}
     fast = vocoder.fast("fp32", threads=1)
     assert isinstance(fast, FastVocoder) and fast.config == vocoder.config
-    assert any("parametrizations" in k for k in vocoder.generator.state_dict())  # still weight-normed
+    if vocoder.architecture == "melgan":
+        assert any("parametrizations" in k for k in vocoder.generator.state_dict())  # still weight-normed
     for k, v in vocoder.generator.state_dict().items():
         assert torch.equal(v, before[k]), k
     torch.testing.assert_close(fast(mel[0])[0, 0], y32, atol=1e-5, rtol=1e-4)  # [n_mels, frames] input too
@@ -109,8 +114,10 @@ def test_long_inputs_run_in_chunks_with_the_same_output(vocoder, reference, mode
     assert (chunked(mel) - whole(mel)).abs().max() < 1e-4
 
 
-def test_bf16_mode_keeps_the_tail_in_float32(vocoder):
-    fast = vocoder.fast("bf16")
+def test_bf16_mode_keeps_the_tail_in_float32():
+    """The paper generator's bf16 path (the spectral generator's keeps its synthesis in float32: test_spectral)."""
+    torch.manual_seed(0)
+    fast = Vocoder().eval().fast("bf16", verify=False)
     assert {p.dtype for p in fast.path.body.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in fast.path.tail.parameters()} == {torch.float32}
     assert {p.dtype for p in fast.generator.parameters()} == {torch.float32}  # the reference copy is untouched

@@ -112,6 +112,16 @@ def test_a_window_without_its_running_phase_is_not_the_same(spectral_vocoder, me
     assert (alone[..., 10 * hop: 20 * hop] - y[..., 50 * hop: 60 * hop]).abs().max() > 1e-2
 
 
+def test_bf16_autocast_leaves_the_synthesis_in_float32(spectral_vocoder, mel):
+    g = spectral_vocoder.generator
+    with torch.inference_mode():
+        logmag, dev = g.predict(mel)
+        y32 = g.synthesize(logmag, dev)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y16 = g.synthesize(logmag, dev)
+    assert y16.dtype == torch.float32 and torch.equal(y16, y32)
+
+
 def test_the_fast_path_runs_the_spectral_generator(spectral_vocoder, mel):
     with torch.inference_mode():
         y = spectral_vocoder(mel)
