@@ -100,8 +100,8 @@ class MelSpectrogram(nn.Module):
         self.register_buffer("window", torch.hann_window(c.win_length), persistent=False)
         self.register_buffer("fbank", mel_filterbank(c), persistent=False)  # [n_mels, n_freqs]
 
-    def magnitude(self, x: torch.Tensor) -> torch.Tensor:
-        """Linear mel magnitude ``[B, n_mels, frames]`` (before the log)."""
+    def stft(self, x: torch.Tensor) -> torch.Tensor:
+        """The complex STFT ``[B, n_fft // 2 + 1, frames]`` behind the mel, with its framing (frame n = mel frame n)."""
         c = self.config
         if x.dim() == 3:
             x = x.squeeze(1)
@@ -111,11 +111,18 @@ class MelSpectrogram(nn.Module):
         if x.shape[-1] <= pad:
             raise UnsupportedAudio(f"clip too short for a mel: {x.shape[-1]} samples; at least {pad + 1} needed.")
         x = nn.functional.pad(x.float().unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
-        spec = torch.stft(x, c.n_fft, c.hop_length, c.win_length, self.window, center=False, return_complex=True)
-        return torch.matmul(self.fbank, spec.abs())
+        return torch.stft(x, c.n_fft, c.hop_length, c.win_length, self.window, center=False, return_complex=True)
+
+    def magnitude(self, x: torch.Tensor) -> torch.Tensor:
+        """Linear mel magnitude ``[B, n_mels, frames]`` (before the log)."""
+        return torch.matmul(self.fbank, self.stft(x).abs())
+
+    def log(self, magnitude: torch.Tensor) -> torch.Tensor:
+        """The log-mel of a linear mel magnitude (``magnitude``'s output)."""
+        return torch.log10(torch.clamp(magnitude, min=self.config.log_floor))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.log10(torch.clamp(self.magnitude(x), min=self.config.log_floor))
+        return self.log(self.magnitude(x))
 
 
 # ----------------------------------------------------------------------------------------------------------- I/O

@@ -131,25 +131,23 @@ def conv1d_space_to_depth(module: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
 
 
 def chunked(fn, x: torch.Tensor, chunk: int, left: int, right: int | None = None, scale: int = 1,
-            out: torch.Tensor | None = None, pass_start: bool = False) -> torch.Tensor:
+            out: torch.Tensor | None = None) -> torch.Tensor:
     """Apply a convolutional ``fn`` (``[..., T] -> [..., T * scale]``) to a long ``x`` in chunks of ``chunk`` frames.
 
     Each chunk is processed with ``left`` / ``right`` (default: ``left``) frames of real input around it and only
     its own part of the output is kept, so the result equals one call on the whole input wherever the context
     covers the receptive field (no seams), with memory bounded by ``chunk + left + right``. ``out``: a tensor to
     write the result into (e.g. a CPU buffer for a GPU model). Keep ``chunk`` and the context multiples of any
-    stride ``fn`` needs. ``pass_start``: call ``fn(piece, start_frame=i)`` with the index of the piece's first frame
-    (for functions of absolute time, such as the vocoder's oscillator bank).
+    stride ``fn`` needs.
     """
     right = left if right is None else right
     T = x.shape[-1]
-    call = (lambda piece, a: fn(piece, start_frame=a)) if pass_start else (lambda piece, a: fn(piece))
     if out is None and T <= chunk + left + right:
-        return call(x, 0)
+        return fn(x)
     for start in range(0, T, chunk):
         end = min(T, start + chunk)
         a, b = max(0, start - left), min(T, end + right)
-        y = call(x[..., a:b], a)
+        y = fn(x[..., a:b])
         if out is None:
             out = y.new_empty(*y.shape[:-1], T * scale)
         out[..., start * scale: end * scale] = y[..., (start - a) * scale: (end - a) * scale]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import run_cli
-from studio.audio import load_audio
+from studio.audio import MelSpectrogram, load_audio
 from studio.config import from_dict, to_dict
 from studio.metrics import frame_locked, mel_l1
 from studio.vocoder import Vocoder
@@ -22,7 +22,7 @@ SMALL = SpectralConfig(channels=32, blocks=2)
 
 def _oracle(g: SpectralGenerator, x: np.ndarray) -> torch.Tensor:
     """The synthesis fed with the clip's own STFT magnitudes and phase advances (what training regresses)."""
-    mag, dev = stft_targets(torch.from_numpy(x)[None, None], g.config.audio, torch.hann_window(1024))
+    mag, dev = stft_targets(MelSpectrogram(g.config.audio).stft(torch.from_numpy(x)[None]))
     return g.synthesize(torch.log(mag.clamp(min=1e-5)), dev)[0, 0]
 
 

@@ -236,15 +236,13 @@ class FastVocoder(_MelToAudio):
     def _set_path(self, mode: str) -> None:
         self.mode = mode
         self.dtype = torch.bfloat16 if mode == "bf16" else torch.float32
-        if mode == "onnx" and isinstance(self.generator, SpectralGenerator):
+        if self.windowed:  # the spectral generator: its state goes window to window
             self._onnx = None
-            self.path = _SpectralOnnxPath(self.generator, self.threads)
+            self.path = (_SpectralOnnxPath(self.generator, self.threads) if mode == "onnx"
+                         else _SpectralPath(self.generator, self.dtype))
         elif mode == "onnx":
             self.path = None
             self._onnx = _OnnxPath(self.generator, self.threads)
-        elif isinstance(self.generator, SpectralGenerator):
-            self._onnx = None
-            self.path = _SpectralPath(self.generator, self.dtype)
         else:
             self._onnx = None  # the path rewrites its layers in place: give it its own copy
             self.path = _TorchPath(folded_copy(self.generator), self.dtype)
@@ -252,7 +250,7 @@ class FastVocoder(_MelToAudio):
     def run(self, mel: torch.Tensor, start_frame: int = 0) -> torch.Tensor:
         """The selected path on a checked mel, without the input checks (used by the probe and benchmarks).
         ``start_frame``: where ``mel`` starts in a longer signal (the oscillator bank's phase, if any)."""
-        if isinstance(self.path, (_SpectralPath, _SpectralOnnxPath)):
+        if self.windowed:
             return self._run_windows(mel, start_frame)
         mel, frames = _pad_short(mel)
         fn = self._onnx if self._onnx is not None else self.path
@@ -269,6 +267,11 @@ class FastVocoder(_MelToAudio):
             y = self.generator.add_harmonic(y.float(), mel, start_frame)
         return y[..., : frames * self.config.hop_length]
 
+    @property
+    def windowed(self) -> bool:
+        """Whether the generator carries state between windows (the spectral one) and runs window by window."""
+        return isinstance(self.generator, SpectralGenerator)
+
     def _run_windows(self, mel: torch.Tensor, start_frame: int = 0) -> torch.Tensor:
         """Generators with state between windows (the spectral one): ``vocode_long`` over the path."""
         from .streaming import vocode_long
@@ -281,7 +284,7 @@ class FastVocoder(_MelToAudio):
     def chunk(self, mel: torch.Tensor, window_start: int, keep_from: int, keep_to: int, state=None):
         """One window of a long signal (``studio.vocoder.streaming.run_window``) on the selected path."""
         mel = self._check_mel(mel).to(self.device)
-        if isinstance(self.path, (_SpectralPath, _SpectralOnnxPath)):
+        if self.windowed:
             with torch.inference_mode(), num_threads(self.threads):
                 return self.path.chunk(mel, window_start, keep_from, keep_to, state)
         hop = self.config.hop_length

@@ -83,9 +83,7 @@ class Vocoder(_MelToAudio):
         """``start_frame``: where ``mel`` starts in a longer signal (chunks; the oscillator bank and the spectral
         generator use it); ``phase``: the spectral generator's running phase at that frame."""
         mel = self._check_mel(mel).to(self.device)
-        if phase is not None:
-            return self.generator(mel, start_frame, phase)
-        return self.generator(mel, start_frame)
+        return self.generator(mel, start_frame, phase)
 
     def chunk(self, mel: torch.Tensor, window_start: int, keep_from: int, keep_to: int, state=None):
         """One window of a long signal: the audio of frames ``[keep_from, keep_to)`` and the generator's state for

@@ -220,14 +220,11 @@ def window_state(state, window_start: int, keep_to: int, frames: int):
     return f, D, rel, max(f, window_start + keep_to - 2)
 
 
-def stft_targets(x: torch.Tensor, audio: AudioConfig, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def stft_targets(spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Magnitude ``[B, K, F]`` and phase-advance deviation ``[B, K, F]`` (frame n -> n + 1; the last frame's is 0)
-    of waveforms ``[B, 1, T]`` with ``AudioConfig``'s framing (frame n = mel frame n)."""
-    pad = (audio.n_fft - audio.hop_length) // 2
-    x = nn.functional.pad(x.reshape(x.shape[0], 1, -1).float(), (pad, pad), mode="reflect").squeeze(1)
-    spec = torch.stft(x, audio.n_fft, audio.hop_length, audio.win_length, window, center=False, return_complex=True)
+    of a complex STFT with ``AudioConfig``'s framing (``MelSpectrogram.stft``: frame n = mel frame n)."""
     K = spec.shape[1]
-    nominal = (math.pi / 2 * (torch.arange(K, device=x.device) % 4)).float()[:, None]
+    nominal = (math.pi / 2 * (torch.arange(K, device=spec.device) % 4)).float()[:, None]
     ph = torch.angle(spec)
     dev = torch.remainder(ph[..., 1:] - ph[..., :-1] - nominal + math.pi, 2 * math.pi) - math.pi
     return spec.abs(), nn.functional.pad(dev, (0, 1))

@@ -317,7 +317,6 @@ class SpectralVocoderTask(VocoderValidation, Task):
         self.opts = {"generator": torch.optim.AdamW(self.nets["generator"].parameters(), cfg.lr, betas=cfg.betas,
                                                     weight_decay=cfg.weight_decay, fused=True)}
         self.mel = MelSpectrogram(self.audio)
-        self.window = torch.hann_window(self.audio.win_length)
         self.val = fixed_clips(val_root, self.audio, "valid", val_clips, val_seconds) if val_root else []
 
     def lr_at(self, step: int) -> float:
@@ -329,9 +328,9 @@ class SpectralVocoderTask(VocoderValidation, Task):
         self._to(dev)
         x = augment(batch["audio"].to(dev), cfg)
         x = band_limit(x, cfg.lowpass_prob, cfg.lowpass_hz, self.audio.sample_rate)
-        with torch.no_grad():
-            mel = self.mel(x)
-            mag, true_dev = stft_targets(x, self.audio, self.window)
+        with torch.no_grad():  # one STFT gives the mel and the targets
+            mag, true_dev = stft_targets(self.mel.stft(x))
+            mel = self.mel.log(self.mel.fbank @ mag)
         with self.autocast():
             logmag, d = self.run["generator"](mel, predict_only=True)
         losses = spectral_losses(logmag.float(), d.float(), mag, true_dev)
@@ -347,7 +346,6 @@ class SpectralVocoderTask(VocoderValidation, Task):
 
     def _to(self, device):
         self.mel.to(device)
-        self.window = self.window.to(device)
 
     def state_extra(self) -> dict:
         return {"task": self.name, "architecture": "spectral", "config": to_dict(self.cfg)}
