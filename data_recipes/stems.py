@@ -98,7 +98,7 @@ def build(cfg: StemsConfig, progress: bool = True) -> Path:
         for song in tqdm(songs, desc="separating", disable=not progress):
             piece = pieces[song]
             try:
-                audio, sr = load_audio(song, mono=False, max_seconds=None)
+                audio, sr = load_audio(song, mono=False, max_seconds=None, max_decoded_mb=None)
             except UnsupportedAudio as e:
                 if not cfg.skip_unreadable:
                     raise DatasetError(f"cannot use {song}: {e} Pass --skip-unreadable to leave such files out.") from None

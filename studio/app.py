@@ -21,10 +21,14 @@ import numpy as np
 import torch
 
 from . import registry
-from .audio import is_silent, load_audio, prepare_audio, save_audio
+from .audio import AudioConfig, is_silent, load_audio, prepare_audio, save_audio
 from .errors import ModelNotFound, StudioError
 from .metrics import mel_l1
 from .plots import figure_png, mel_figure
+
+
+MODEL_RATE = AudioConfig().sample_rate  # every shipped model's (each checks its AudioConfig on load)
+MAX_DECODED_MB = 256  # one decoded upload at most (300 s of 44.1 kHz stereo for Demucs is 101 MB)
 
 
 @dataclass
@@ -105,7 +109,8 @@ class Studio:
             return e.message
 
     # ------------------------------------------------------------------------------------------- helpers
-    def load(self, path, what: str = "clip") -> tuple[np.ndarray, int]:
+    def load(self, path, what: str = "clip", stem: bool = False) -> tuple[np.ndarray, int]:
+        """An upload decoded block by block straight to the models' rate (mono), or Demucs' (44.1 kHz stereo)."""
         if not path:
             raise user_error(f"Upload or record a {what} first.")
         path = Path(path)
@@ -113,7 +118,8 @@ class Studio:
             raise user_error(f"The {what} must be uploaded or recorded through the app; "
                              f"files on the server are not read.")
         try:
-            audio, sr = load_audio(path, None, mono=False, max_seconds=self.config.max_seconds)
+            audio, sr = load_audio(path, 44100 if stem else MODEL_RATE, mono=not stem,
+                                   max_seconds=self.config.max_seconds, max_decoded_mb=MAX_DECODED_MB)
         except StudioError as e:
             raise user_error(str(e)) from None
         if is_silent(audio):
@@ -129,7 +135,7 @@ class Studio:
     # --------------------------------------------------------------------------------------------- tabs
     def translate(self, path, target, use_stem, stem, blend_with, blend, progress=gr.Progress()):
         progress(0.05, desc="loading")
-        audio, sr = self.load(path)
+        audio, sr = self.load(path, stem=bool(use_stem))
         t = self.translator()
         if target not in t.domains:
             raise user_error(f"Choose a target instrument: {', '.join(t.domains)}.")

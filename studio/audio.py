@@ -21,6 +21,11 @@ from .errors import ConfigMismatch, UnsupportedAudio
 
 # Inputs longer than this are refused by default (1 hour of 48 kHz float32 mono is ~690 MB before resampling).
 DEFAULT_MAX_SECONDS = 30 * 60.0
+# Headers beyond these are refused before decoding: 192 kHz is the highest common studio rate, 8 channels is 7.1.
+MAX_SAMPLE_RATE = 192_000
+MAX_CHANNELS = 8
+# The decoded (downmixed, resampled) clip may take at most this much memory; checked from the header.
+DEFAULT_MAX_DECODED_MB = 512.0
 
 
 @dataclass(frozen=True)
@@ -201,23 +206,49 @@ def audio_info(path: str | os.PathLike):
         ) from None
 
 
-def _read(path: Path, mono: bool, frames: int) -> tuple[np.ndarray, int]:
-    """Decode ``path`` to float32 ``[C, T]`` block by block (``C`` = 1 when ``mono``: channels averaged as read)."""
+def _read(path: Path, mono: bool, sample_rate: int | None, max_frames: float) -> tuple[np.ndarray, int]:
+    """Decode ``path`` block by block to float32 ``[C, T]`` (``C`` = 1 when ``mono``), resampled to ``sample_rate``.
+
+    Only one block of the file's channels at its own rate is in memory at a time: a small file that decodes to
+    gigabytes (many channels, a high rate, long silence) costs no more than its downmixed, resampled output.
+    Decoding stops with ``UnsupportedAudio`` past ``max_frames`` input frames, whatever the header claimed.
+    """
     import soundfile as sf
 
     with sf.SoundFile(str(path)) as f:
         sr, channels = f.samplerate, f.channels
-        out = np.empty((1 if mono else channels, max(frames, 0)), dtype=np.float32)
-        pos = 0
-        for block in f.blocks(blocksize=_READ_BLOCK, dtype="float32", always_2d=True):
-            block = block.mean(axis=1, keepdims=True) if mono and channels > 1 else block
+        out_sr = sample_rate or sr
+        resampler = None
+        if out_sr != sr:
+            import soxr  # streaming resampler: block by block, same output as resampling the whole clip
+
+            resampler = soxr.ResampleStream(sr, out_sr, 1 if mono else channels, dtype="float32", quality="HQ")
+        out = np.empty((1 if mono else channels, max(int(math.ceil(f.frames * out_sr / sr)), 0) + 16), np.float32)
+        pos = read = 0
+
+        def put(block: np.ndarray) -> None:  # [n, C]
+            nonlocal out, pos
             n = len(block)
             if pos + n > out.shape[1]:  # more than the header said (rare): grow
                 size = max(pos + n, out.shape[1] + out.shape[1] // 4 + 1)
                 out = np.concatenate([out[:, :pos], np.empty((out.shape[0], size - pos), np.float32)], axis=1)
             out[:, pos:pos + n] = block.T
             pos += n
-    return out[:, :pos], sr
+
+        for block in f.blocks(blocksize=_READ_BLOCK, dtype="float32", always_2d=True):
+            read += len(block)
+            if read > max_frames:
+                raise UnsupportedAudio(f"{_describe(path)} decodes to more than its header says, past the "
+                                       f"{_minutes(max_frames / sr)} limit (trim or split it).")
+            block = block.mean(axis=1, keepdims=True) if mono and channels > 1 else block
+            put(resampler.resample_chunk(block) if resampler else block)
+        if resampler:
+            put(resampler.resample_chunk(np.zeros((0, out.shape[0]), np.float32), last=True))
+            # ceil(n * out / in) samples, as resampling the whole clip gives (soxr may round the other way)
+            n = int(math.ceil(read * out_sr / sr))
+            put(np.zeros((max(n - pos, 0), out.shape[0]), np.float32))
+            pos = n
+    return out[:, :pos], out_sr
 
 
 def load_audio(
@@ -227,25 +258,47 @@ def load_audio(
     mono: bool = True,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
     min_samples: int = 1024,
+    max_decoded_mb: float | None = DEFAULT_MAX_DECODED_MB,
 ) -> tuple[np.ndarray, int]:
     """Read an audio file as float32 in [-1, 1].
 
     Returns ``(audio, sr)``: ``audio`` is ``[T]`` when ``mono`` (channels averaged) else ``[C, T]``; resampled to
     ``sample_rate`` when given. Raises ``UnsupportedAudio`` with a one-line reason for anything unusable. A file
-    cut short (its header claims more data than it holds) gives the samples it does hold. Files longer than
-    ``max_seconds`` are refused from their header, before anything is decoded.
+    cut short (its header claims more data than it holds) gives the samples it does hold. From the header, before
+    anything is decoded, files are refused that are longer than ``max_seconds``, above ``MAX_SAMPLE_RATE`` or
+    ``MAX_CHANNELS``, or whose decoded output (after the downmix and resampling, which run block by block) would
+    take more than ``max_decoded_mb``; so memory stays about that of the output, whatever the file.
     """
     path = Path(path)
     info = audio_info(path)
     if info.samplerate <= 0 or info.channels <= 0:
         raise UnsupportedAudio(f"{_describe(path)} has an invalid header ({info.samplerate} Hz, {info.channels} channels).")
-    if max_seconds is not None and info.frames / info.samplerate > max_seconds:
+    if info.samplerate > MAX_SAMPLE_RATE:
+        raise UnsupportedAudio(f"{_describe(path)} has a sample rate of {info.samplerate} Hz; accepted: up to "
+                               f"{MAX_SAMPLE_RATE} Hz.")
+    if info.channels > MAX_CHANNELS:
+        raise UnsupportedAudio(f"{_describe(path)} has {info.channels} channels; accepted: up to {MAX_CHANNELS}.")
+    seconds = info.frames / info.samplerate
+    if max_seconds is not None and seconds > max_seconds:
         raise UnsupportedAudio(
-            f"{_describe(path)} is {_minutes(info.frames / info.samplerate)} long; the limit is "
+            f"{_describe(path)} is {_minutes(seconds)} long; the limit is "
             f"{_minutes(max_seconds)} (accepted: clips up to that length; trim or split it)."
         )
+    out_mb = seconds * (sample_rate or info.samplerate) * (1 if mono else info.channels) * 4 / 2**20
+    if max_decoded_mb is not None and out_mb > max_decoded_mb:
+        raise UnsupportedAudio(
+            f"{_describe(path)} ({info.channels} channels, {info.samplerate} Hz, {_minutes(seconds)}) would decode to "
+            f"{out_mb:.0f} MB; the limit is {max_decoded_mb:.0f} MB (accepted: fewer channels, a lower rate or a "
+            f"shorter clip)."
+        )
+    max_frames = max_seconds * info.samplerate if max_seconds is not None else math.inf
+    if max_decoded_mb is not None:
+        max_frames = min(max_frames, max_decoded_mb * 2**20 / 4 / (1 if mono else info.channels)
+                         * info.samplerate / (sample_rate or info.samplerate))
     try:
-        data, sr = _read(path, mono, info.frames)
+        data, sr = _read(path, mono, sample_rate, max_frames * 1.01 + _READ_BLOCK)
+    except UnsupportedAudio:
+        raise
     except Exception as e:
         raise UnsupportedAudio(
             f"{_describe(path)} could not be decoded ({_libsndfile_reason(e)}); {ACCEPTED}."

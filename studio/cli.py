@@ -278,7 +278,7 @@ def cmd_generate(a) -> int:
     if a.prompt and a.plot:
         from .audio import load_audio
 
-        x, x_sr = load_audio(a.prompt, None)
+        x, x_sr = load_audio(a.prompt, g.sample_rate)
         prompt_s = len(x) / x_sr
     for i in range(a.n):
         audio, sr = g.generate(a.seconds, a.temperature, seed=a.seed + i, prompt=a.prompt,
@@ -335,12 +335,24 @@ def cmd_eval_generate(a) -> int:
     return 0
 
 
+def _load_sound(path, sample_rate: int, mono: bool = True):
+    """``load_audio`` at the rate used next (decoded block by block), refusing silence as the app does."""
+    from .audio import is_silent, load_audio
+    from .errors import UnsupportedAudio
+
+    audio, sr = load_audio(path, sample_rate, mono=mono)
+    if is_silent(audio):
+        raise UnsupportedAudio(f"'{Path(path).name}' is silent (below -60 dBFS); give a clip with sound in it.")
+    return audio, sr
+
+
 def cmd_translate(a) -> int:
     from .audio import save_audio
     from .translation import Translator
 
     t = Translator.from_pretrained(a.model, vocoder=a.vocoder)
-    audio, sr = t(a.input, target=a.to, stem=a.stem, blend_with=a.blend_with, blend=a.blend)
+    x, x_sr = _load_sound(a.input, t.sample_rate if a.stem is None else 44100, mono=a.stem is None)
+    audio, sr = t(x, x_sr, target=a.to, stem=a.stem, blend_with=a.blend_with, blend=a.blend)
     save_audio(a.output, audio, sr)
     print(f"wrote {a.output} ({len(audio) / sr:.2f} s at {sr} Hz): {a.input} as {a.to}")
     return 0

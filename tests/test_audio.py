@@ -48,3 +48,43 @@ def test_bad_arrays_are_refused():
         prepare_audio(np.zeros(1, dtype=np.float32), 22050)
     with pytest.raises(UnsupportedAudio, match="no such file"):
         load_audio("/nonexistent/clip.wav")
+
+
+@pytest.mark.parametrize("sr, channels, message", [
+    (384000, 1, r"'wide\.wav' has a sample rate of 384000 Hz; accepted: up to 192000 Hz\.$"),
+    (22050, 16, r"'wide\.wav' has 16 channels; accepted: up to 8\.$"),
+])
+def test_rates_and_channel_counts_are_capped_from_the_header(tmp_path, sr, channels, message):
+    import soundfile as sf
+
+    sf.write(tmp_path / "wide.wav", np.zeros((2048, channels), np.float32), sr)
+    with pytest.raises(UnsupportedAudio, match=message):
+        load_audio(tmp_path / "wide.wav", 22050)
+
+
+def test_decoded_size_is_checked_from_the_header(tmp_path):
+    import soundfile as sf
+
+    path = tmp_path / "long.flac"
+    sf.write(path, np.zeros((48000 * 20, 8), np.int16), 48000)  # 20 s x 8 channels: 29 MB decoded at 48 kHz
+    with pytest.raises(UnsupportedAudio, match=r"8 channels, 48000 Hz, 20\.0 s\) would decode to 29 MB; the limit "
+                                               r"is 10 MB"):
+        load_audio(path, None, mono=False, max_decoded_mb=10)
+    x, sr = load_audio(path, 22050, max_decoded_mb=10)  # downmixed and resampled as decoded: 1.7 MB
+    assert sr == 22050 and x.shape == (22050 * 20,)
+
+
+def test_block_by_block_resampling_matches_resampling_the_whole_clip(tmp_path):
+    import torchaudio.functional as AF
+
+    sr = 48000
+    t = np.arange(sr * 13) / sr  # several decode blocks, not a multiple of the block size
+    x = (0.4 * np.sin(2 * np.pi * 440 * t * (1 + 0.1 * t))).astype(np.float32)
+    path = save_audio(tmp_path / "sweep.wav", np.stack([x, -0.5 * x]), sr, subtype="FLOAT")
+    y, out_sr = load_audio(path, 22050)
+    ref = AF.resample(torch.from_numpy(0.25 * x), sr, 22050).numpy()
+    assert out_sr == 22050 and abs(len(y) - len(ref)) <= 1
+    n = min(len(y), len(ref))
+    # same signal everywhere, block joins included (edges aside: the two resamplers pad differently)
+    err = np.abs(y[100:n - 100] - ref[100:n - 100])
+    assert err.max() < 2e-3, err.max()

@@ -153,6 +153,12 @@ CASES = [
     Case("96-khz", _write("high.wav", lambda: music(2.0, 96000), 96000, "PCM_24"), OK, OK, OK),
     Case("int32", _write("int32.wav", lambda: music(2.0, 44100), 44100, "PCM_32"), OK, OK, OK),
     Case("float32", _write("float32.wav", lambda: music(2.0, 44100), 44100, "FLOAT"), OK, OK, OK),
+    Case("384-khz", _write("ultra.wav", lambda: music(0.5, 384000), 384000, "PCM_16"),
+         r"'ultra\.wav' has a sample rate of 384000 Hz; accepted: up to 192000 Hz", r"sample rate of 384000 Hz; accepted",
+         r"sample rate of 384000 Hz; accepted: up to 192000 Hz"),
+    Case("16-channels", _write("sixteen.wav", lambda: music(0.5, 22050, 16), SR, "PCM_16"),
+         r"'sixteen\.wav' has 16 channels; accepted: up to 8", r"has 16 channels; accepted: up to 8",
+         r"has 16 channels; accepted: up to 8"),
     Case("one-hour", _one_hour, r"'one_hour\.wav' is 60\.0 min long; the limit is 30\.0 min",
          r"is 60\.0 min long; the limit is 30\.0 min", r"is 60\.0 min long; the limit is 5\.0 min"),
     # an upload is always a file the server received: the app gets the server-side path, which Gradio refuses

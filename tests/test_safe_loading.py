@@ -183,7 +183,7 @@ def test_app_reads_only_files_in_the_upload_folder(tmp_path, monkeypatch):
         with pytest.raises(gr.Error, match="must be uploaded or recorded through the app; files on the server are not"):
             studio.load(str(path))
     audio, sr = studio.load(str(inside))
-    assert sr == 22050 and audio.shape == (1, 22050)
+    assert sr == 22050 and audio.shape == (22050,)
 
 
 @pytest.fixture(scope="module")

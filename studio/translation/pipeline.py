@@ -108,7 +108,8 @@ class Translator:
     def prepare(self, audio, sr: int | None = None, stem: str | None = None, demucs=None) -> np.ndarray:
         """Any file/array, rate and channel count -> mono float32 at the model's rate (optionally one Demucs stem)."""
         if isinstance(audio, (str, os.PathLike)):
-            audio, sr = load_audio(audio, None, mono=stem is None)
+            # decoded straight to the rate used next (Demucs: 44.1 kHz stereo), block by block
+            audio, sr = load_audio(audio, self.sample_rate if stem is None else 44100, mono=stem is None)
         elif sr is None:
             raise ConfigMismatch("pass the sample rate with an audio array: translator(audio, sr, target=...).")
         if stem is not None:
