@@ -74,13 +74,17 @@ def test_api_translate_generate_compare(server, clip, tmp_path):
     from gradio_client import Client, handle_file
 
     c = Client(server, verbose=False)
-    out, fig, info = c.predict(handle_file(str(clip)), "violin", False, "other", "(none)", 0.0, api_name="/translate")
+    out, fig, info, files = c.predict(handle_file(str(clip)), "violin", False, "other", "(none)", 0.0,
+                                      api_name="/translate")
     y, sr = sf.read(out)
     assert sr == 22050 and abs(len(y) / sr - sf.info(str(clip)).duration) < 0.01
     assert fig.endswith(".png") and "violin" in info
-    first, gallery, files, info = c.predict(2, 1.0, 0, 0, 2, None, 3, api_name="/generate")
-    assert len(files) == 2 and len(gallery) == 2
-    for f in files:
+    # the downloads: the translation and its spectrogram, named after the upload
+    assert [os.path.basename(f) for f in files] == ["piano-to-violin.wav", "piano-to-violin.png"]
+    files, info = c.predict(2, 1.0, 0, 0, 2, None, 3, api_name="/generate")
+    assert [os.path.basename(f) for f in files] == ["piano-seed0.wav", "piano-seed0.png",
+                                                    "piano-seed1.wav", "piano-seed1.png"]
+    for f in files[::2]:
         assert abs(sf.info(f).duration - 2.0) < 0.01
     melgan, gl, fig, table = c.predict(handle_file(str(clip)), api_name="/compare")
     assert sf.info(melgan).frames == sf.info(gl).frames > 0
@@ -98,7 +102,7 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_serving(server, clip, tm
     for path, message in [(junk, "not a readable audio file"), (silent, "silent")]:
         with pytest.raises(Exception, match=message):
             c.predict(handle_file(str(path)), "violin", False, "other", "(none)", 0.0, api_name="/translate")
-    out, _, _ = c.predict(handle_file(str(clip)), "piano", False, "other", "(none)", 0.0, api_name="/translate")
+    out, _, _, _ = c.predict(handle_file(str(clip)), "piano", False, "other", "(none)", 0.0, api_name="/translate")
     assert sf.info(out).frames > 0
 
 
@@ -126,14 +130,15 @@ def test_browser_upload_translate_and_screenshot(server, clip):
         page.get_by_role("button", name="Translate", exact=True).click()
         page.get_by_text(re.compile(r"Translated [\d.]+ s to")).wait_for(timeout=120_000)
         # the output player offers the translated file, and the spectrogram image is shown
-        link = page.wait_for_selector("a[href*='translated-violin']", state="attached", timeout=30_000)
-        page.wait_for_selector("img[src*='translate']", timeout=30_000)
+        link = page.wait_for_selector("a[href*='piano-to-violin.wav']", state="attached", timeout=30_000)
+        page.wait_for_selector("img[src*='piano-to-violin.png']", timeout=30_000)
         page.wait_for_timeout(1500)  # let the waveform draw before the screenshot
         href = link.get_attribute("href")
         page.screenshot(path=str(ARTIFACTS / "translate.png"), full_page=True)
+        # fetched while the page is open: closing it ends the session and deletes its files
+        with urllib.request.urlopen(href if href.startswith("http") else server.rstrip("/") + href) as r:
+            data = r.read()
     assert (ARTIFACTS / "translate.png").stat().st_size > 20_000
-    with urllib.request.urlopen(href if href.startswith("http") else server.rstrip("/") + href) as r:
-        data = r.read()
     assert data[:4] == b"RIFF" and len(data) > 8 * 22050 * 2
 
 
@@ -178,7 +183,7 @@ def test_browser_exploration_controls_and_screenshots(server, clip, rendered):
         page.wait_for_timeout(1000)
         button.click()
         page.get_by_text(re.compile(r"a morph from A to B")).wait_for(timeout=120_000)
-        page.wait_for_selector("img[src*='interpolate']", timeout=30_000)
+        page.wait_for_selector("#gi-fig img", timeout=30_000)  # in the accordion, next to its controls
         page.wait_for_timeout(1500)
         page.screenshot(path=str(ARTIFACTS / "explore-generate.png"), full_page=True)
     assert (ARTIFACTS / "explore-generate.png").stat().st_size > 20_000

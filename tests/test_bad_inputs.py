@@ -329,7 +329,7 @@ def test_app(case, inputs, app):
         c = app.client()
         args = ("violin", False, "other", "(none)", 0.0)
         if case.app == OK:
-            out, fig, info = c.predict(handle_file(str(path)), *args, api_name="/translate")
+            out, fig, info, files = c.predict(handle_file(str(path)), *args, api_name="/translate")
             assert sf.info(out).frames == expected_length(path) and "Translated" in info
         else:
             with pytest.raises(AppError, match=case.app) as e:
@@ -342,7 +342,7 @@ def test_app_keeps_serving_after_the_matrix(app, inputs):
     from gradio_client import handle_file
 
     c = app.client()
-    out, _, info = c.predict(handle_file(str(inputs["float32"])), "piano", False, "other", "(none)", 0.0,
+    out, _, info, _ = c.predict(handle_file(str(inputs["float32"])), "piano", False, "other", "(none)", 0.0,
                              api_name="/translate")
     assert sf.info(out).frames == expected_length(inputs["float32"]) and "to **piano**" in info
     assert app.alive()
