@@ -495,20 +495,20 @@ def _trained_on(entry) -> str:
     if not data:
         return "see its card"
     data = re.sub(r"`?data_recipes\.(\w+)`?:?\s*", "", data)
-    data = re.split(r"(?<=[a-z)])[;(]| \(", data)[0].strip(" ,.:")
-    return data[:120].rsplit(" ", 1)[0] + "…" if len(data) > 120 else data
+    while re.search(r"\([^()]*\)", data):  # the credits and details go (innermost first)
+        data = re.sub(r"\s*\([^()]*\)", "", data)
+    data = re.sub(r"\s+", " ", data).strip(" ,.:")
+    return data[:160].rsplit(" ", 1)[0] + "…" if len(data) > 160 else data
 
 
 def models_summary() -> str:
-    """The table a musician reads first: what each installed model is for, what it learnt from, how good it is."""
+    """What a musician reads first: per installed model, what it is for, what it learnt from, how good it is (a list,
+    not a table, so that it reflows on a phone)."""
     entries = registry.list_models()
     if not entries:
         return "**No models are installed.** An administrator puts them in the models folder (setting STUDIO_MODELS_DIR)."
-    rows = ["| model | what it is for | trained on | what to expect |", "|---|---|---|---|"]
-    for e in entries:
-        rows.append(f"| **{e.name}** | {PURPOSE.get(e.kind, e.kind)} | {_trained_on(e)} | "
-                    f"{EXPECT.get(e.name, 'see its card below')} |")
-    return "\n".join(rows)
+    return "\n\n".join(f"### {e.name}\n{PURPOSE.get(e.kind, e.kind)}  \n**Trained on:** {_trained_on(e)}  \n"
+                       f"**What to expect:** {EXPECT.get(e.name, 'see its card below')}" for e in entries)
 
 
 def models_markdown() -> str:
@@ -539,8 +539,7 @@ def interpolation_controls(space: str, prefix: str, button: str):
 
 
 CSS = """
-#models-summary table { table-layout: auto; width: 100%; }
-#models-summary td, #models-summary th { word-break: normal; overflow-wrap: normal; hyphens: none; }
+#models-summary * { word-break: normal; overflow-wrap: break-word; hyphens: none; }
 """
 
 

@@ -187,3 +187,76 @@ def test_browser_exploration_controls_and_screenshots(server, clip, rendered):
         page.wait_for_timeout(1500)
         page.screenshot(path=str(ARTIFACTS / "explore-generate.png"), full_page=True)
     assert (ARTIFACTS / "explore-generate.png").stat().st_size > 20_000
+
+
+def _img_shown_whole(page, selector: str) -> list[dict]:
+    """For each image: its natural and displayed aspect ratios and object-fit (cropped when 'cover' and they differ)."""
+    return page.eval_on_selector_all(selector, """imgs => imgs.map(i => {
+        const r = i.getBoundingClientRect();
+        return {natural: i.naturalWidth / i.naturalHeight, shown: r.width / r.height, fit: getComputedStyle(i).objectFit,
+                width: r.width};
+    })""")
+
+
+def test_browser_musician_defaults_players_and_models_tab(server, tmp_path):
+    # a clip whose name says violin: the target moves away from the default (violin); the tiny test translator
+    # knows piano and violin only (with the shipped one it is cello)
+    t = np.arange(22050 * 3) / 22050
+    take = tmp_path / "violin_take.wav"
+    sf.write(take, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 22050)
+    with app_page(server, 1000) as page:
+        target = page.get_by_label("Play it on")
+        assert target.input_value() == "violin"
+        page.locator("input[type=file]").first.set_input_files(str(take))
+        page.wait_for_function("document.querySelector('#translate-eta') && "
+                               "/translating it takes/.test(document.querySelector('#translate-eta').innerText)",
+                               timeout=120_000)  # the time it will take, before starting
+        assert target.input_value() == "piano"
+        page.get_by_role("button", name="Translate", exact=True).click()
+        downloads = page.locator("#translate-downloads")
+        downloads.locator("a[download='violin_take-to-piano.wav']").wait_for(timeout=120_000)
+        downloads.locator("a[download='violin_take-to-piano.png']").wait_for()
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(ARTIFACTS / "musician-translate.png"), full_page=True)
+
+        # Generate: each sample its own player and its whole spectrogram
+        page.get_by_role("tab", name="Generate").click()
+        page.get_by_role("button", name="Generate piano").click()
+        page.wait_for_selector("#sample-1 img", timeout=120_000)
+        page.wait_for_timeout(1500)
+        assert page.evaluate("new Set([...document.querySelectorAll('.sample')].map(e => e.id)).size") == 2
+        for i in range(2):  # (Gradio repeats a group's id on its inner element)
+            group = page.locator(f"#sample-{i}").first
+            assert group.get_by_text(f"sample {i}", exact=True).count() == 1  # the player's label
+            assert group.locator(f"a[href$='piano-seed{i}.wav']").count() == 1  # this sample's own audio
+        images = _img_shown_whole(page, ".sample img")
+        assert len(images) == 2
+        for im in images:
+            assert im["fit"] != "cover" or abs(im["natural"] - im["shown"]) < 0.02 * im["natural"], im
+            assert im["natural"] > 2  # the wide figure, axes included
+        page.screenshot(path=str(ARTIFACTS / "musician-generate.png"), full_page=True)
+
+        # Models tab: what each model is for first, the cards folded away
+        page.get_by_role("tab", name="Models").click()
+        page.get_by_text("What to expect:").first.wait_for()
+        page.wait_for_timeout(500)
+        height = page.evaluate("document.documentElement.scrollHeight")
+        page.screenshot(path=str(ARTIFACTS / "musician-models.png"), full_page=True)
+        assert height < 2000, height
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / "musician-models-phone.png"), full_page=True)
+        # no word of the summary is broken across lines
+        broken = page.eval_on_selector_all("#models-summary *", """els => els.filter(c => {
+            const s = getComputedStyle(c); return s.wordBreak === 'break-all' || s.overflowWrap === 'anywhere';
+        }).length""")
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        assert broken == 0 and wide <= 390, (broken, wide)
+
+
+def test_api_outputs_are_labelled(server):
+    from gradio_client import Client
+
+    api = Client(server, verbose=False).view_api(print_info=False, return_format="dict")
+    names = [r["label"] for e in api["named_endpoints"].values() for r in e["returns"]]
+    assert names and not any(re.fullmatch(r"value_\d+", n or "") for n in names), names
