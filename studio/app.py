@@ -93,7 +93,7 @@ class Sessions:
     (the browser claims it as soon as it is uploaded); another session presenting the same path is refused, unless
     the file was uploaded again since (Gradio names uploads by content, so the same file uploaded by two users is
     one path, replaced by each upload). When a session ends, or has been idle for ``idle_s``, its folder and the
-    uploads it claimed are deleted; folders left by an earlier run are deleted at start.
+    uploads it claimed are deleted; folders no live session owns (left by an earlier run) once they are as old.
     """
 
     def __init__(self, root: Path, idle_s: float):
@@ -259,6 +259,9 @@ class Studio:
         if not in_upload_folder(path):  # a path sent through the API, not an upload: never read the server's files
             raise user_error(f"The {what} must be uploaded or recorded through the app; "
                              f"files on the server are not read.")
+        if not path.exists():  # an idle session's files are deleted (Sessions.reap)
+            raise user_error(f"The {what} is no longer on the server (files are deleted after "
+                             f"{self.config.session_minutes:g} min without use); upload it again.")
         if not self.sessions.may_read(session, path):
             raise user_error(f"The {what} must be uploaded or recorded in your own session; "
                              f"other users' files are not read.")

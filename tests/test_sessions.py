@@ -144,3 +144,18 @@ def test_closing_the_browser_tab_deletes_the_sessions_files(app_long, tmp_path):
         time.sleep(0.5)
     assert not output.exists() and not upload_copy.exists()
     assert fetch(app, href) in (403, 404)
+
+
+def test_messages_name_folders_and_settings_not_server_paths(tmp_path, monkeypatch):
+    from studio.app import public
+
+    monkeypatch.setenv("STUDIO_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("STUDIO_DEMUCS_DIR", str(tmp_path / "demucs"))
+    assert public(f"no model 'big' in {tmp_path}/models (available: none installed).") == \
+        "no model 'big' in the models folder (setting STUDIO_MODELS_DIR) (available: none installed)."
+    assert public(f"{tmp_path}/models/big/config.json is not valid JSON.") == \
+        "'config.json' in the models folder (setting STUDIO_MODELS_DIR) is not valid JSON."
+    assert public(f"no Demucs model 'htdemucs' in {tmp_path}/demucs: expected htdemucs.th") == \
+        "no Demucs model 'htdemucs' in the Demucs folder (setting STUDIO_DEMUCS_DIR): expected htdemucs.th"
+    assert public("could not read /srv/private/take3.wav or /etc/passwd; 48 kHz/24-bit is fine") == \
+        "could not read 'take3.wav' or 'passwd'; 48 kHz/24-bit is fine"
