@@ -659,7 +659,8 @@ def build(studio: Studio) -> gr.Blocks:
                 m_table = gr.Markdown(label="Training estimates")
                 m_run = m_go.click(studio.estimates, [], [m_table], api_name="estimates",
                                    concurrency_id="planner", concurrency_limit=1)
-                m_stop.click(None, cancels=[m_run])
+                m_stop.click(lambda table: re.sub(r"\n\n\*Measuring .*\*$", "", table or "") + "\n\n*Cancelled.*",
+                             [m_table], [m_table], cancels=[m_run], **private)
             gr.Markdown(models_markdown())
         demo.unload(studio.end_session)
     return demo

@@ -260,3 +260,23 @@ def test_api_outputs_are_labelled(server):
     api = Client(server, verbose=False).view_api(print_info=False, return_format="dict")
     names = [r["label"] for e in api["named_endpoints"].values() for r in e["returns"]]
     assert names and not any(re.fullmatch(r"value_\d+", n or "") for n in names), names
+
+
+def test_browser_training_estimate_leaves_translation_free_and_cancels(server, clip):
+    with app_page(server, 1000) as page:
+        page.get_by_role("tab", name="Models").click()
+        page.get_by_text("Training time on this machine").click()
+        page.get_by_role("button", name="Estimate training time on this machine").click()
+        page.get_by_text(re.compile(r"Measuring vocoder \(1 of 4\)")).wait_for(timeout=60_000)
+        # a translation goes through while the planner measures (its own queue, one slot)
+        page.get_by_role("tab", name="Translate").click()
+        page.locator("input[type=file]").first.set_input_files(str(clip))
+        page.get_by_role("button", name="Translate", exact=True).click()
+        page.get_by_text(re.compile(r"Translated [\d.]+ s to")).wait_for(timeout=120_000)
+        page.get_by_role("tab", name="Models").click()
+        assert page.get_by_text(re.compile(r"Measuring \w+ \(\d of 4\)")).count() == 1  # still measuring
+        page.get_by_role("button", name="Cancel").click()
+        page.get_by_text("Cancelled.").wait_for(timeout=10_000)
+        page.wait_for_timeout(3000)
+        page.screenshot(path=str(ARTIFACTS / "models-estimate-cancelled.png"), full_page=True)
+        assert page.get_by_text(re.compile(r"Measured now in")).count() == 0
