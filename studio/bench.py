@@ -121,7 +121,7 @@ def peak_rss_mb() -> float:
 
 
 def machine_info() -> dict:
-    from .vocoder.fast import cpu_has_native_bf16, onnxruntime_available
+    from .vocoder.fast import cpu_features, native_bf16_reason, onnxruntime_available
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -131,7 +131,10 @@ def machine_info() -> dict:
         pass
     info = {"cpu": cpu, "logical_cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0))
             if hasattr(os, "sched_getaffinity") else os.cpu_count(), "torch": torch.__version__,
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": cpu_has_native_bf16(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_features": cpu_features(),
+            "native_bf16": native_bf16_reason()[0], "native_bf16_reason": native_bf16_reason()[1],
+            "isa_caps": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+                                                    "STUDIO_NATIVE_BF16") if os.environ.get(k)},
             "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
     if onnxruntime_available():
         import onnxruntime
@@ -193,6 +196,8 @@ class Bench:
 
         o = self.options
         started, load0 = time.strftime("%Y-%m-%dT%H:%M:%S%z"), _loadavg()
+        machine = {**machine_info(), "torch_threads": self.threads}
+        self.log(format_machine(machine))
         self.log(format_header())
         with num_threads(o.threads):
             setup = bench_rows.vocoder_rows(self)
@@ -203,7 +208,6 @@ class Bench:
                 bench_rows.training_rows(self)
             for fn in EXTRA_ROWS:
                 _resolve(fn)(self)
-            machine = machine_info()
         return {"machine": machine, "options": _jsonable(asdict(o)), "started": started,
                 "load_avg_before": load0, "load_avg_after": _loadavg(), "notes": self.notes, "rows": self.rows}
 
@@ -241,11 +245,18 @@ def format_row(r: dict) -> str:
     return " ".join(cells) + ("  " + r["note"] if r.get("note") else "")
 
 
+def format_machine(m: dict) -> str:
+    """The machine lines: CPU, torch, the CPU features found, native bf16 and why, any ISA cap (simulation)."""
+    caps = ", ".join(f"{k}={v}" for k, v in m.get("isa_caps", {}).items())
+    return (f"machine: {m['cpu']}, {m['usable_cores']} usable cores, torch {m['torch']} ({m['cpu_capability']}), "
+            f"onnxruntime: {m.get('onnxruntime', 'no')}\n"
+            f"CPU features: {' '.join(m.get('cpu_features', [])) or 'unknown'}; native bf16: {m['native_bf16']} "
+            f"({m.get('native_bf16_reason', '')})" + (f"; ISA capped by {caps} (simulating an older CPU)" if caps else ""))
+
+
 def format_table(result: dict) -> str:
     m = result["machine"]
-    head = (f"machine: {m['cpu']}, {m['usable_cores']} usable cores, torch {m['torch']} ({m['cpu_capability']}), "
-            f"native bf16: {m['native_bf16']}, onnxruntime: {m.get('onnxruntime', 'no')}\n"
-            f"load average before/after: {result['load_avg_before']} / {result['load_avg_after']}")
+    head = format_machine(m) + f"\nload average before/after: {result['load_avg_before']} / {result['load_avg_after']}"
     notes = "".join(f"\nnote: {n}" for n in result.get("notes", []))
     return "\n".join([head + notes, format_header(), *map(format_row, result["rows"])])
 

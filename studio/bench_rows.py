@@ -11,6 +11,7 @@ import torch
 from .bench import Bench
 
 REFERENCE = "paper G fp32, weight norm (reference)"
+AUTO_ROW = "default call (auto)"
 DTYPES = {"bf16": "bf16+fp32", "fp32": "float32", "onnx": "float32"}  # bf16: body bf16, tail fp32
 TRAIN_REFERENCE = "paper G+D step fp32 (reference)"
 
@@ -41,16 +42,21 @@ def _mel(vocoder, seconds: float) -> torch.Tensor:
 
 def vocoder_rows(bench: Bench) -> tuple:
     """One-shot inference rows; returns ``(vocoder, fast paths by mode, base mel)`` for the streaming rows."""
-    from .vocoder.fast import FastVocoder, cpu_has_native_bf16, onnxruntime_available
+    from .vocoder.fast import cpu_has_native_bf16, native_bf16_reason, onnxruntime_available
 
     o = bench.options
     vocoder, label = _vocoder(bench)
     sr, hop = vocoder.config.sample_rate, vocoder.config.hop_length
     modes = ["fp32", "bf16"] + (["onnx"] if onnxruntime_available() else [])
     fast = {m: vocoder.fast(m, threads=o.threads) for m in modes}
-    auto = FastVocoder._auto_mode(vocoder.device)
+    auto = vocoder.inference()  # what every user-facing call runs: the fastest candidate that passes its check
+    native, why = native_bf16_reason()
+    raced = ", ".join(f"{m} {t * 1000:.0f} ms" for m, t in auto.timings.items())
     bench.notes += [
-        f"vocoder: {label}; 'auto' picks {auto} on this machine (if it passes its 1% log-mel check on the model)",
+        f"vocoder: {label}; 'auto' (what vocode/translate/generate/the app run) picked {auto.mode} on this machine "
+        f"(1 s probe: {raced}" + (f"; bf16 log-mel change {auto.fidelity:.2%}" if auto.fidelity is not None else "")
+        + ")",
+        f"native bf16: {native} ({why}); auto tries bf16 only where it is native",
         "reference: the paper generator as a plain float32 module with weight norm kept; ratio = x RT / reference",
     ]
     if not cpu_has_native_bf16():
@@ -81,6 +87,9 @@ def vocoder_rows(bench: Bench) -> tuple:
                 bench.row("infer", f"folded {mode}" + (" (onnxruntime)" if mode == "onnx" else ""),
                           bench.measure(lambda f=f, m=mel: f.run(m), lambda f=f: f.run(short)),
                           audio_s=audio_s, batch=b, dtype=dtype, reference=REFERENCE)
+            bench.row("infer", f"{AUTO_ROW} -> {auto.mode}", bench.measure(lambda m=mel: auto(m), lambda: auto(short)),
+                      audio_s=audio_s, batch=b, dtype=DTYPES[auto.mode], reference=REFERENCE,
+                      note="the shipped default's call (Vocoder.inference)")
     if bench.threads > 1:  # the same work on one thread: on a loaded machine fewer threads can win
         from .vocoder.fast import num_threads
 
@@ -91,12 +100,12 @@ def vocoder_rows(bench: Bench) -> tuple:
             with torch.no_grad(), num_threads(1):
                 return paper(mel)
 
-        f1 = vocoder.fast(auto if auto in fast else "fp32", threads=1)
+        f1 = vocoder.fast(auto.mode, threads=1)
         bench.row("infer", REFERENCE.replace(" (reference)", ", 1 thread"), bench.measure(reference_1t),
                   audio_s=audio_s, batch=1, dtype="float32", reference=REFERENCE, threads=1)
         bench.row("infer", f"folded {f1.mode}, 1 thread", bench.measure(lambda: f1.run(mel)), audio_s=audio_s,
                   batch=1, dtype=DTYPES[f1.mode], reference=REFERENCE, threads=1)
-    return vocoder, fast, base
+    return vocoder, auto, base
 
 
 HIFIGAN_ROW = "HiFi-GAN V1 universal (speech) fp32"
@@ -129,13 +138,12 @@ def baseline_rows(bench: Bench, vocoder) -> None:
               note="baseline a user could pick instead (studio eval vocoder --compare hifigan)")
 
 
-def streaming_rows(bench: Bench, vocoder, fast: dict, base: torch.Tensor) -> None:
-    """Live streaming (throughput and latency per chunk size) and bounded-memory long-file rows."""
-    from .vocoder.fast import FastVocoder
+def streaming_rows(bench: Bench, vocoder, model, base: torch.Tensor) -> None:
+    """Live streaming (throughput and latency per chunk size) and bounded-memory long-file rows, on ``model``:
+    the path ``auto`` picked."""
     from .vocoder.streaming import StreamingVocoder, chunks_of, vocode_long
 
     o = bench.options
-    model = fast.get(FastVocoder._auto_mode(vocoder.device)) or fast["fp32"]  # what 'auto' picks here
     sr, hop = vocoder.config.sample_rate, vocoder.config.hop_length
     seconds = min(o.seconds)
     frames = max(4, round(seconds * sr / hop))

@@ -410,7 +410,8 @@ def cmd_vocode(a) -> int:
     vocoder = GriffinLim(n_iter=a.iterations) if a.griffin_lim else Vocoder.from_pretrained(a.model)
     audio, sr = vocoder.resynthesize(a.input)
     save_audio(a.output, audio, sr)
-    print(f"wrote {a.output} ({len(audio) / sr:.2f} s at {sr} Hz) with {vocoder.name}")
+    name = vocoder.inference().name if isinstance(vocoder, Vocoder) else vocoder.name  # with the path auto chose
+    print(f"wrote {a.output} ({len(audio) / sr:.2f} s at {sr} Hz) with {name}")
     return 0
 
 

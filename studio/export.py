@@ -100,6 +100,46 @@ def onnx_bytes(generator) -> bytes:
     return _with_metadata(buf.getvalue(), _metadata(generator))
 
 
+def cache_dir() -> Path:
+    """Where exported graphs are cached: ``$STUDIO_CACHE_DIR``, else ``$XDG_CACHE_HOME/melgan-studio``, else
+    ``~/.cache/melgan-studio``."""
+    if os.environ.get("STUDIO_CACHE_DIR"):
+        return Path(os.environ["STUDIO_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "melgan-studio"
+
+
+def cached_onnx_bytes(generator) -> bytes:
+    """``onnx_bytes`` through an on-disk cache: exporting the shipped vocoder takes seconds (4.6 s on a loaded
+    2-core machine) against 0.3 s for the ONNX Runtime session, and the fast path (``auto``) builds it at every
+    start. The key covers everything the graph depends on: the weights, the config, the opset, the torch
+    version and the source of the modules that define the graph. A cache that cannot be written is skipped."""
+    import hashlib
+
+    from . import nn as studio_nn
+    from .vocoder import generator as paper, spectral
+
+    h = hashlib.sha256(f"{OPSET} {torch.__version__} {type(generator).__name__}".encode())
+    h.update(json.dumps(_metadata(generator), sort_keys=True).encode())
+    for module in (studio_nn, paper, spectral):
+        h.update(Path(module.__file__).read_bytes())
+    h.update(Path(__file__).read_bytes())
+    for k, v in sorted(generator.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+    path = cache_dir() / "onnx" / f"{h.hexdigest()[:32]}.onnx"
+    if path.is_file():
+        return path.read_bytes()
+    data = onnx_bytes(generator)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return data
+
+
 def _with_metadata(model_bytes: bytes, meta: dict[str, str]) -> bytes:
     import onnx
 

@@ -34,8 +34,9 @@ def align(ref, est, max_lag: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     ref, est = ref[:n], est[:n]
     if max_lag > 0 and n > 2 * max_lag:
         core = ref[max_lag: n - max_lag]
-        scores = [torch.dot(core, est[max_lag + lag: n - max_lag + lag]).item() for lag in range(-max_lag, max_lag + 1)]
-        lag = int(np.argmax(scores)) - max_lag
+        # every lag's dot product in one correlation (513 separate dots took seconds on a busy machine)
+        scores = torch.nn.functional.conv1d(est[None, None], core[None, None]).flatten()
+        lag = int(torch.argmax(scores)) - max_lag
         if lag > 0:
             ref, est = ref[: n - lag], est[lag:]
         elif lag < 0:

@@ -18,6 +18,7 @@ def test_quick_bench_from_the_cli_writes_every_row(tmp_path):
     result = json.loads(out.read_text())
     m = result["machine"]
     assert m["cpu"] and m["usable_cores"] >= 1 and m["torch"]
+    assert "CPU features: " in r.stdout and f"native bf16: {m['native_bf16']} ({m['native_bf16_reason']})" in r.stdout
     rows = result["rows"]
     names = {(q["group"], q["name"]) for q in rows}
     assert ("infer", "paper G fp32, weight norm (reference)") in names
@@ -28,6 +29,10 @@ def test_quick_bench_from_the_cli_writes_every_row(tmp_path):
     assert any(g == "stream" and n.startswith("stream ") for g, n in names)
     assert any(g == "stream" and n.startswith("vocode_long") for g, n in names)
     assert {q["batch"] for q in rows if q["group"] == "infer"} == {1, 2}
+    auto = [q for q in rows if q["name"].startswith("default call (auto) -> ")]  # what users run, per batch
+    assert {q["batch"] for q in auto} == {1, 2} and {q["name"].split()[-1] for q in auto} <= {"bf16", "onnx", "fp32"}
+    assert any(f"'auto' (what vocode/translate/generate/the app run) picked {auto[0]['name'].split()[-1]}" in n
+               for n in result["notes"])
     for q in rows:
         for k in ("time_s", "khz", "x_realtime", "peak_rss_mb", "ratio", "threads", "batch", "audio_s"):
             assert _positive(q[k]), (q["name"], k, q[k])

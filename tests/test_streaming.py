@@ -121,3 +121,24 @@ def test_short_and_bad_streams():
     with pytest.raises(ConfigMismatch, match="chunk_frames"):
         StreamingVocoder(v, chunk_frames=0)
     assert np.isfinite(sv.algorithmic_latency_ms)
+
+
+def test_shipped_default_streams_within_50ms_and_equals_one_shot(piano_clip):
+    """The shipped vocoder (spectral): look-ahead <= 50 ms, and streamed audio equals the one-shot output, both for
+    the plain module and for the fast path every user-facing call runs (``Vocoder.inference``)."""
+    from studio import registry
+
+    v = Vocoder.from_pretrained(registry.DEFAULTS["vocoder"])
+    assert algorithmic_latency_ms(v) <= 50.0
+    x, _ = load_audio(piano_clip, 22050)
+    with torch.inference_mode():
+        mel = v.mel(torch.from_numpy(x[: 4 * 22050]))  # 345 frames: several chunks, a real clip
+        one_shot = v(mel)
+        fast = v.inference()
+        fast_one_shot = fast(mel)
+    for model, ref in ((v, one_shot), (fast, fast_one_shot)):
+        for chunk in (1, 8, 32):
+            sv = StreamingVocoder(model, chunk_frames=chunk)
+            assert sv.algorithmic_latency_ms <= 50.0
+            y = torch.cat(list(sv.stream(chunks_of(mel, 5))), dim=-1)
+            assert y.shape == ref.shape and (y - ref).abs().max() < 1e-4, (model, chunk)

@@ -8,11 +8,12 @@ and runs under ``torch.inference_mode``:
   channels at the audio rate) stay float32. In bf16 that tail alone moves the log-mel distance by ~1%; in fp32 it
   costs ~5% of the speed-up. Fast only on CPUs with native bf16 (AVX512-BF16 / AMX) or on a GPU.
 - ``onnx``: the folded generator exported to ONNX and run by ONNX Runtime (CPU, float32).
-- ``auto``: ``bf16`` on a CPU with native bf16, else ``onnx`` when onnxruntime is installed, else ``fp32``
-  (``fp32`` on a GPU). The bf16 choice is first checked on a musical probe signal (``probe_fidelity``) and
-  replaced by the float32 choice (``onnx``, else ``fp32``) if it changes the log-mel distance to the probe by
-  more than ``TOLERANCE`` (1%). A trained model passes easily (~0.05%); a random-init one does not (its output
-  sits at the log floor in most mel bins, where rounding noise counts).
+- ``auto``: the fastest of the candidates here (``FastVocoder.candidates``: ``bf16`` only on a CPU with native
+  bf16, ``onnx`` when onnxruntime is installed, ``fp32``; ``fp32`` on a GPU), timed on a musical probe signal.
+  ``bf16`` runs only if it first passes its quality check on the probe (``probe_fidelity``): it may change the
+  log-mel distance to the probe by at most ``TOLERANCE`` (1%). A trained model passes easily (~0.1%); a
+  random-init one does not (its output sits at the log floor in most mel bins, where rounding noise counts).
+  ``Vocoder.inference()`` (what the CLI, the pipelines and the app run) is this mode, built once per vocoder.
 
 Measured on a 2-core AMD EPYC (Zen 4, AVX512-BF16), torch 2.11, 1 thread, 5 s clip, under a background training
 job (so ratios, not absolute times): weight-norm reference 0.75 s, folded fp32 0.72 s, TorchScript trace+freeze
@@ -36,6 +37,8 @@ import contextlib
 import copy
 import functools
 import math
+import os
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -57,18 +60,47 @@ SPECTRAL_SPAN = 1024  # frames per window for the spectral generator (its state 
 TOLERANCE = 0.01  # max relative change of the log-mel distance allowed for a reduced-precision path
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 in hardware (x86 AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
+NATIVE_BF16_ENV = "STUDIO_NATIVE_BF16"  # 1 / 0: override the detection (e.g. to try the other choice)
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) below its first bf16 ISA: a CPU limited to these computes bf16 emulated
+_NO_BF16_ISAS = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
+def cpu_features() -> list[str]:
+    """The CPU's SIMD flags that decide the fast path (x86 ``/proc/cpuinfo``; ARM ``asimd``/``bf16``/``sve``)."""
+    keep = {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8",
+            "avx_vnni", "asimd", "bf16", "sve", "sve2"}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+                if line.startswith(("flags", "Features")):
+                    return sorted(keep & set(line.split(":", 1)[1].split()))
     except OSError:
         pass
-    return False
+    return []
+
+
+def native_bf16_reason() -> tuple[bool, str]:
+    """Whether bf16 runs in hardware here, and why: the override env var, else an ISA cap that simulates an older
+    CPU (``ATEN_CPU_CAPABILITY=avx2`` / ``default``, ``ONEDNN_MAX_CPU_ISA`` below bf16: the kernels then run as
+    on that CPU), else the CPU flags (x86 AVX512-BF16 or AMX; emulated bf16 is several times slower than fp32)."""
+    forced = os.environ.get(NATIVE_BF16_ENV, "").strip().lower()
+    if forced in ("0", "1", "true", "false", "yes", "no"):
+        return forced in ("1", "true", "yes"), f"{NATIVE_BF16_ENV}={forced}"
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).strip().upper()
+    if isa in _NO_BF16_ISAS:
+        return False, f"ONEDNN_MAX_CPU_ISA={isa}"
+    cap = torch.backends.cpu.get_cpu_capability()
+    if cap in ("DEFAULT", "AVX2"):  # ATEN_CPU_CAPABILITY capped, or a CPU without AVX-512
+        return False, f"ATen CPU capability {cap}"
+    flags = cpu_features()
+    hw = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return bool(hw), "CPU flags " + (" ".join(hw) if hw else "without avx512_bf16/amx_bf16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (see ``native_bf16_reason``)."""
+    return native_bf16_reason()[0]
 
 
 def onnxruntime_available() -> bool:
@@ -173,13 +205,13 @@ class _OnnxPath:
     def __init__(self, generator: Generator, threads: int | None):
         import onnxruntime as ort
 
-        from ..export import onnx_bytes
+        from ..export import cached_onnx_bytes
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or torch.get_num_threads()
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(onnx_bytes(generator), so, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(cached_onnx_bytes(generator), so, providers=["CPUExecutionProvider"])
 
     def __call__(self, mel: torch.Tensor) -> torch.Tensor:
         x = np.ascontiguousarray(mel.detach().float().cpu().numpy())
@@ -188,8 +220,9 @@ class _OnnxPath:
 
 class FastVocoder(_MelToAudio):
     """Same interface as ``Vocoder``: ``fast(mel [B, n_mels, frames]) -> audio [B, 1, frames * hop]`` (float32),
-    ``resynthesize(file_or_array)``; plus ``mode`` (the path in use) and ``fidelity`` (the relative change of
-    the probe's log-mel distance measured by ``auto``, else None).
+    ``resynthesize(file_or_array)``; plus ``mode`` (the path in use), ``fidelity`` (the relative change of the
+    probe's log-mel distance of bf16, when checked, else None) and ``timings`` (``auto``: seconds per probe run of
+    each candidate that passed).
 
     Long inputs run in overlapping chunks of ``chunk_frames / batch`` frames (at least 32; ``streaming``), which
     gives the same output (context from the receptive field) and is faster on a CPU: the working set stays in
@@ -212,40 +245,68 @@ class FastVocoder(_MelToAudio):
         self.chunk_frames = chunk_frames  # frames x batch per chunk; None: per mode (CHUNK_FRAMES); 0: one shot
         self.context = context_frames(self.generator)
         self.fidelity: float | None = None
+        self.timings: dict[str, float] = {}  # auto: seconds per probe run of each candidate that passed its check
         device = self.device
-        requested = mode
-        if mode == "auto":
-            mode = self._auto_mode(device)
         if mode == "onnx" and device.type != "cpu":
             raise ConfigMismatch("the onnx mode runs on the CPU; move the vocoder to the CPU or use fp32/bf16.")
-        self._set_path(mode)
-        if (verify if verify is not None else requested == "auto") and mode == "bf16":
-            self.fidelity = probe_fidelity(self)
-            if self.fidelity > TOLERANCE:
-                self._set_path("onnx" if device.type == "cpu" and onnxruntime_available() else "fp32")
+        if mode == "auto":
+            self._pick_fastest(device, verify is not False)
+        else:
+            self._set_path(mode)
+            if verify and mode == "bf16":
+                self.fidelity = probe_fidelity(self)
+                if self.fidelity > TOLERANCE:
+                    self._set_path("onnx" if device.type == "cpu" and onnxruntime_available() else "fp32")
         self.name = f"{getattr(vocoder, 'name', 'melgan')}[{self.mode}]"
 
     @staticmethod
-    def _auto_mode(device: torch.device) -> str:
+    def candidates(device: torch.device) -> list[str]:
+        """The modes ``auto`` tries here: bf16 only where it is native (emulated it is several times slower than
+        fp32), onnx on a CPU with onnxruntime, fp32 always."""
         if device.type == "cuda":
-            return "fp32"
-        if cpu_has_native_bf16():
-            return "bf16"
-        return "onnx" if onnxruntime_available() else "fp32"
+            return ["fp32"]
+        return (["bf16"] if cpu_has_native_bf16() else []) + (["onnx"] if onnxruntime_available() else []) + ["fp32"]
+
+    def _pick_fastest(self, device: torch.device, verify: bool = True) -> None:
+        """``auto``: the fastest candidate on the probe that keeps the log-mel distance within ``TOLERANCE``.
+        Which wins depends on the CPU and on its load (measured on a 2-core machine under other jobs: ONNX Runtime
+        1.5-7x faster than eager fp32; bf16 1.1-2.4x faster than fp32 where native), so it is timed here."""
+        x = torch.from_numpy(probe_audio(self.config.sample_rate, 1.0)).to(device)
+        with torch.inference_mode():
+            mel = self.mel(x)  # 1 s: long enough to rank the paths, short enough to start in well under a second
+        built = {}
+        for mode in self.candidates(device):
+            self._set_path(mode)
+            if mode == "bf16" and verify:
+                self.fidelity = probe_fidelity(self)
+                if self.fidelity > TOLERANCE:
+                    continue
+            built[mode] = (self.path, self._onnx)
+            t0 = time.perf_counter()
+            self.run(mel)  # warm-up: first-call allocations and kernel selection (an upper bound of a run)
+            warm = time.perf_counter() - t0
+            if self.timings and warm > 3 * min(self.timings.values()):
+                self.timings[mode] = warm  # clearly slower: not worth a second run
+                continue
+            t0 = time.perf_counter()
+            self.run(mel)
+            self.timings[mode] = min(warm, time.perf_counter() - t0)
+        best = min(self.timings, key=self.timings.get)
+        self._use(best, *built[best])
 
     def _set_path(self, mode: str) -> None:
-        self.mode = mode
-        self.dtype = torch.bfloat16 if mode == "bf16" else torch.float32
+        dtype = torch.bfloat16 if mode == "bf16" else torch.float32
         if self.windowed:  # the spectral generator: its state goes window to window
-            self._onnx = None
-            self.path = (_SpectralOnnxPath(self.generator, self.threads) if mode == "onnx"
-                         else _SpectralPath(self.generator, self.dtype))
+            self._use(mode, _SpectralOnnxPath(self.generator, self.threads) if mode == "onnx"
+                      else _SpectralPath(self.generator, dtype), None)
         elif mode == "onnx":
-            self.path = None
-            self._onnx = _OnnxPath(self.generator, self.threads)
-        else:
-            self._onnx = None  # the path rewrites its layers in place: give it its own copy
-            self.path = _TorchPath(folded_copy(self.generator), self.dtype)
+            self._use(mode, None, _OnnxPath(self.generator, self.threads))
+        else:  # the path rewrites its layers in place: give it its own copy
+            self._use(mode, _TorchPath(folded_copy(self.generator), dtype), None)
+
+    def _use(self, mode: str, path, onnx) -> None:
+        self.mode, self.path, self._onnx = mode, path, onnx
+        self.dtype = torch.bfloat16 if mode == "bf16" else torch.float32
 
     def run(self, mel: torch.Tensor, start_frame: int = 0) -> torch.Tensor:
         """The selected path on a checked mel, without the input checks (used by the probe and benchmarks).

@@ -58,11 +58,23 @@ class _MelToAudio(nn.Module):
                 raise ConfigMismatch("pass the sample rate with an audio array: resynthesize(audio, sr).")
             x, _ = prepare_audio(audio, sr, self.config.sample_rate)
         mel = self.mel(torch.from_numpy(x).to(self.device))
-        return self(mel)[0, 0].float().cpu().numpy(), self.config.sample_rate
+        return self.vocode(mel)[0, 0].float().cpu().numpy(), self.config.sample_rate
+
+    def vocode(self, mel: torch.Tensor) -> torch.Tensor:
+        """Mel -> audio as the user-facing calls run it (``resynthesize``); here the module itself."""
+        return self(mel)
 
     @property
     def device(self) -> torch.device:
         return self.mel.window.device
+
+
+def _version(t: torch.Tensor) -> int:
+    """The tensor's in-place write counter (inference tensors have none: -1)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return -1
 
 
 class Vocoder(_MelToAudio):
@@ -96,6 +108,22 @@ class Vocoder(_MelToAudio):
         fold_weight_norm(self.generator)
         return self.eval()
 
+    def inference(self):
+        """The path every user-facing call runs (``vocode``, ``resynthesize``, ``vocode_long``, so the CLI, the
+        pipelines and the app): ``self.fast("auto")``, i.e. the fastest mode that passes its quality check on this
+        CPU, chunked on long inputs. Built on first use and rebuilt when the weights change (in place or
+        replaced) or move; ``self(mel)`` stays the plain module (training, references)."""
+        key = (self.device, tuple((p.data_ptr(), _version(p)) for p in self.generator.parameters()))
+        cached = self.__dict__.get("_inference")  # not a submodule: kept out of state_dict / .to()
+        if cached is None or cached[0] != key:
+            with torch.inference_mode(False):  # callers may be in inference mode; the copy must stay exportable
+                cached = self.__dict__["_inference"] = (key, self.fast("auto"))
+        return cached[1]
+
+    def vocode(self, mel: torch.Tensor) -> torch.Tensor:
+        """Mel ``[B, n_mels, frames]`` -> audio ``[B, 1, frames * hop]`` on the fast path (``inference``)."""
+        return self.inference()(mel)
+
     def fast(self, mode: str = "auto", *, threads: int | None = None, verify: bool | None = None,
              chunk_frames: int | None = None):
         """A faster ``mel -> audio`` callable with this interface (``studio.vocoder.fast``); ``self`` is unchanged."""
@@ -106,17 +134,18 @@ class Vocoder(_MelToAudio):
     def stream(self, mel_chunks, chunk_frames: int = 32, model=None):
         """Yield audio ``[B, 1, n * hop]`` as mel chunks arrive, seamlessly (``studio.vocoder.streaming``).
 
-        ``model``: the callable to run (e.g. ``self.fast()``); default ``self``.
+        ``model``: the callable to run (e.g. ``self`` for the plain module); default the fast path (``inference``).
         """
         from .streaming import StreamingVocoder
 
-        yield from StreamingVocoder(model or self, chunk_frames).stream(mel_chunks)
+        yield from StreamingVocoder(model or self.inference(), chunk_frames).stream(mel_chunks)
 
     def vocode_long(self, mel, chunk_frames: int = 1024, model=None) -> torch.Tensor:
-        """``self(mel)`` computed ``chunk_frames`` at a time, so memory stays bounded on long inputs."""
+        """``self.vocode(mel)`` computed ``chunk_frames`` at a time, so memory stays bounded on long inputs.
+        ``model``: the callable to run (e.g. ``self`` for the plain module); default the fast path."""
         from .streaming import vocode_long
 
-        return vocode_long(model or self, self._check_mel(mel), chunk_frames)
+        return vocode_long(model or self.inference(), self._check_mel(mel), chunk_frames)
 
     @classmethod
     def from_generator(cls, generator: Generator) -> "Vocoder":
