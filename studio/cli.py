@@ -32,7 +32,8 @@ def _add_loop_args(p: argparse.ArgumentParser, max_steps: int, batch: int, plan:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--num-workers", type=int, default=0)
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                   help="bf16 autocast or not; auto: bf16 where it is native (AVX512-BF16/AMX CPU, bf16 GPU)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     g.add_argument("--max-minutes", type=float, default=None, help="stop with a checkpoint after this wall time")
     g.add_argument("--config", help="JSON file with the model/training config (flags below override it)")

@@ -240,7 +240,7 @@ def measure(model: str, task, dataset, data_root, *, batch: int, device: str = "
     Memory: one step at half the batch, then the full batch; the difference per item extrapolates to the next
     batch size (2x), since activations grow linearly with the batch and weights/optimizer state do not.
     """
-    from .train.loop import seed_everything
+    from .train.loop import resolve_precision, seed_everything
 
     if steps < 1 or batch < 1:
         raise StudioError("--steps and --batch must be at least 1.")
@@ -251,6 +251,7 @@ def measure(model: str, task, dataset, data_root, *, batch: int, device: str = "
     if threads and dev.type == "cpu":
         torch.set_num_threads(threads)
     seed_everything(seed)
+    precision = resolve_precision(precision, dev)
     task.device, task.precision = dev, precision
     for m in task.nets.values():
         m.to(dev).train()

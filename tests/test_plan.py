@@ -66,3 +66,15 @@ def test_plan_refuses_a_missing_cuda_device_with_one_line(rendered):
         pytest.skip("the message is for machines without CUDA")
     r = run_cli("plan", "vocoder", "--data", rendered, "--device", "cuda", "--batch", "2", check=False, timeout=120)
     assert r.returncode == 2 and "no CUDA device" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_precision_auto_takes_bf16_only_where_it_is_native(rendered):
+    """Training's bf16 autocast: ``--precision auto`` resolves to bf16 only on a CPU with native bf16 (here told by
+    STUDIO_NATIVE_BF16, as the ISA caps of a simulated AVX2 CPU would); an explicit bf16 without it warns."""
+    args = ("vocoder", "--data", rendered, "--batch", "2", "--channels", "32", "--steps", "1", "--warmup", "0",
+            "--threads", "1", "--json", "-")
+    for native, asked, expect in [("0", "auto", "fp32"), ("1", "auto", "bf16"), ("0", "bf16", "bf16")]:
+        r = run_cli("plan", *args, "--precision", asked, env={"STUDIO_NATIVE_BF16": native}, timeout=300)
+        assert json.loads(r.stdout[r.stdout.index("{"):])["precision"] == expect, (native, asked)
+        warned = "without native bf16" in r.stderr
+        assert warned == (asked == "bf16" and native == "0"), r.stderr[-500:]
