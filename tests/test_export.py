@@ -74,3 +74,29 @@ def test_export_errors_are_one_line(tmp_path, model_dir):
     with pytest.raises(ExportError, match="oscillator bank"):  # its phase needs absolute time: not in the graphs
         export(Vocoder(GeneratorConfig(channels=32, harmonic=HarmonicConfig(channels=16))), tmp_path / "b.onnx")
     assert not (tmp_path / "b.onnx").exists()
+
+
+def test_onnx_export_of_the_shipped_default_round_trips(tmp_path, piano_clip):
+    """``studio export`` with no --model writes the shipped vocoder (the spectral graph with its running phase as
+    inputs); ONNX Runtime on that file gives the PyTorch vocoder's audio, and its phase output is the state."""
+    ort = pytest.importorskip("onnxruntime")
+    from studio import registry
+
+    out = tmp_path / "default.onnx"
+    r = run_cli("export", "-o", out, env={"OMP_NUM_THREADS": "1"})
+    assert "wrote" in r.stdout and registry.DEFAULTS["vocoder"] in r.stdout
+    v = Vocoder.from_pretrained(registry.DEFAULTS["vocoder"])
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert session.get_modelmeta().custom_metadata_map["architecture"] == v.architecture == "spectral"
+    x, _ = load_audio(piano_clip, 22050)
+    with torch.inference_mode():
+        mel = v.mel(torch.from_numpy(x[: 3 * 22050]))
+        ref = v(mel)
+        K = v.generator_config.bins
+        i = lambda n: np.array([n], np.int64)
+        y, phase = session.run(None, {"mel": mel.numpy(), "phase": np.zeros((1, K), np.float32), "phase_at": i(0),
+                                      "start_frame": i(0), "carry_at": i(100)})
+        # the state: the running phase at frame 100, as the PyTorch window protocol returns it
+        _, (f, D) = v.generator.chunk(mel, 0, 0, 102)
+    assert y.shape == tuple(ref.shape) and np.abs(y - ref.numpy()).max() < 1e-4
+    assert f == 100 and np.abs(np.angle(np.exp(1j * (phase - D.numpy())))).max() < 1e-3  # phases mod 2 pi
