@@ -269,8 +269,9 @@ class FastVocoder(_MelToAudio):
 
     def _pick_fastest(self, device: torch.device, verify: bool = True) -> None:
         """``auto``: the fastest candidate on the probe that keeps the log-mel distance within ``TOLERANCE``.
-        Which wins depends on the CPU and on its load (measured on a 2-core machine under other jobs: ONNX Runtime
-        1.5-7x faster than eager fp32; bf16 1.1-2.4x faster than fp32 where native), so it is timed here."""
+        Which wins depends on the CPU and on its load (the shipped vocoder on a 2-core machine under other jobs:
+        ONNX Runtime 1.4-7x faster than eager fp32 and bf16 1.1-1.8x where native; in one earlier run bf16 was
+        ahead of ONNX, 13.6x vs 7.4x the reference), so it is timed here."""
         x = torch.from_numpy(probe_audio(self.config.sample_rate, 1.0)).to(device)
         with torch.inference_mode():
             mel = self.mel(x)  # 1 s: long enough to rank the paths, short enough to start in well under a second
