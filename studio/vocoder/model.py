@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,9 @@ class _MelToAudio(nn.Module):
         return self.mel.window.device
 
 
+_BUILDING = threading.Lock()
+
+
 def _version(t: torch.Tensor) -> int:
     """The tensor's in-place write counter (inference tensors have none: -1)."""
     try:
@@ -114,14 +118,16 @@ class Vocoder(_MelToAudio):
         CPU, chunked on long inputs. Built on first use and rebuilt when the weights change (in place or
         replaced) or move; ``self(mel)`` stays the plain module (training, references)."""
         key = (self.device, tuple((p.data_ptr(), _version(p)) for p in self.generator.parameters()))
-        cached = self.__dict__.get("_inference")  # not a submodule: kept out of state_dict / .to()
-        if cached is None or cached[0] != key:
-            with torch.inference_mode(False):  # callers may be in inference mode; the copy must stay exportable
-                cached = self.__dict__["_inference"] = (key, self.fast("auto"))
+        with _BUILDING:  # concurrent first requests (the app) build it once
+            cached = self.__dict__.get("_inference")  # not a submodule: kept out of state_dict / .to()
+            if cached is None or cached[0] != key:
+                with torch.inference_mode(False):  # callers may be in inference mode; the copy must stay exportable
+                    cached = self.__dict__["_inference"] = (key, self.fast("auto"))
         return cached[1]
 
     def vocode(self, mel: torch.Tensor) -> torch.Tensor:
         """Mel ``[B, n_mels, frames]`` -> audio ``[B, 1, frames * hop]`` on the fast path (``inference``)."""
+        mel = self._check_mel(mel)  # bad input fails before the fast path is built
         return self.inference()(mel)
 
     def fast(self, mode: str = "auto", *, threads: int | None = None, verify: bool | None = None,
@@ -145,7 +151,8 @@ class Vocoder(_MelToAudio):
         ``model``: the callable to run (e.g. ``self`` for the plain module); default the fast path."""
         from .streaming import vocode_long
 
-        return vocode_long(model or self.inference(), self._check_mel(mel), chunk_frames)
+        mel = self._check_mel(mel)  # bad input fails before the fast path is built
+        return vocode_long(model or self.inference(), mel, chunk_frames)
 
     @classmethod
     def from_generator(cls, generator: Generator) -> "Vocoder":
