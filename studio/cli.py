@@ -353,21 +353,39 @@ def cmd_translate(a) -> int:
 
     t = Translator.from_pretrained(a.model, vocoder=a.vocoder)
     x, x_sr = _load_sound(a.input, t.sample_rate if a.stem is None else 44100, mono=a.stem is None)
-    audio, sr = t(x, x_sr, target=a.to, stem=a.stem, blend_with=a.blend_with, blend=a.blend)
+    audio, sr = t(x, x_sr, target=a.to, stem=a.stem, blend_with=a.blend_with, blend=a.blend,
+                  match_level=a.match_level)
     save_audio(a.output, audio, sr)
     print(f"wrote {a.output} ({len(audio) / sr:.2f} s at {sr} Hz): {a.input} as {a.to}")
     return 0
 
 
 def cmd_eval_translate(a) -> int:
-    from .evaluate import evaluate_translator, format_table
+    from .evaluate import evaluate_translator, evaluate_translator_real, format_table, note_f1_available
     from .translation import Translator
 
+    if a.paper and not a.real:
+        raise StudioError("--paper needs --real: the paper's translations are compared with those source clips.")
+    if not (a.data or a.real):
+        raise StudioError("give --data (a rendered dataset) and/or --real (a folder of recordings).")
+    for flag, folder in (("--data", a.data), ("--real", a.real), ("--paper", a.paper)):
+        if folder and not Path(folder).is_dir():
+            raise StudioError(f"{flag} {folder}: no such folder.")
     t = Translator.from_pretrained(a.model, vocoder=a.vocoder)
-    rows = evaluate_translator(t, a.data, a.split, a.seconds, a.max_pieces)
-    print(format_table(rows))
+    results = {}
+    if a.data:
+        results["held-out renders"] = evaluate_translator(t, a.data, a.split, a.seconds, a.max_pieces)
+    if a.real:
+        results[f"real clips: {a.real}"] = evaluate_translator_real(t, a.real, a.targets or t.domains, a.seconds,
+                                                                    a.paper)
+        if not note_f1_available():
+            print("note_f1: unavailable (basic_pitch is not installed)")
+    for name, rows in results.items():
+        if len(results) > 1:
+            print(f"\n{name}")
+        print(format_table(rows))
     if a.json:
-        Path(a.json).write_text(json.dumps(rows, indent=2))
+        Path(a.json).write_text(json.dumps(results if len(results) > 1 else next(iter(results.values())), indent=2))
     return 0
 
 
@@ -562,11 +580,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stem", default=None, help="isolate this Demucs stem first (vocals, drums, bass, other)")
     t.add_argument("--blend-with", default=None, help="a second instrument to blend in")
     t.add_argument("--blend", type=float, default=0.0, help="0 = only --to, 1 = only --blend-with")
+    t.add_argument("--no-match-level", dest="match_level", action="store_false",
+                   help="keep the decoder's own level (default: as loud as the input, peak-limited)")
     t.set_defaults(func=cmd_translate)
 
     ev = sub.add_parser("eval", help="measure a model on held-out data").add_subparsers(dest="what", required=True)
     et = ev.add_parser("translate", help="translation vs the real rendering of the same piece on the target")
-    et.add_argument("--data", required=True, help="a rendered (parallel) dataset")
+    et.add_argument("--data", default=None, help="a rendered (parallel) dataset")
+    et.add_argument("--real", default=None, help="a folder of recordings (e.g. ../shared/audio/music): chroma "
+                    "agreement with the source, level difference and note F1 per target")
+    et.add_argument("--targets", nargs="+", default=None, help="with --real: instruments to translate to "
+                    "(default: all)")
+    et.add_argument("--paper", default=None, help="with --real: folders <source>_to_<target> of the paper's "
+                    "translations of the same clip numbers, scored as anchor rows")
     et.add_argument("--split", default="test")
     et.add_argument("--seconds", type=float, default=4.0)
     et.add_argument("--max-pieces", type=int, default=4)

@@ -5,7 +5,10 @@
   instead (``studio.baselines``: the speech-trained HiFi-GAN V1), on held-out renders and on real recordings in
   folders (e.g. ../shared/audio/music); pYIN pitch accuracy on monophonic clips.
 - translator: per domain pair, log-mel L1 of the translation to the real rendering of the same piece on the
-  target instrument, against the untranslated source's distance to it, and chroma agreement with the source.
+  target instrument, against the untranslated source's distance to it, and chroma agreement with the source;
+  on real recordings (``evaluate_translator_real``), per target: chroma agreement with the source, level
+  difference (dB) and, where basic-pitch is installed, note F1 between transcriptions; plus anchor rows for the
+  paper's translations of the same clips.
 """
 
 from __future__ import annotations
@@ -42,6 +45,122 @@ def evaluate_translator(translator, data_root, split: str = "test", seconds: flo
                      "mel_l1_source_to_target": float(np.mean(d_src)),
                      "chroma_agreement_with_source": float(np.mean(chroma)),
                      "chroma_agreement_real_target_with_source": float(np.mean(chroma_ref))})
+    return rows
+
+
+NOTE_F1_UNAVAILABLE = "unavailable"  # the column's value where basic-pitch is not installed
+
+
+def note_f1_available() -> bool:
+    """basic-pitch is optional (not a project dependency): note F1 is reported only where it imports."""
+    try:
+        from basic_pitch.inference import Model, predict  # noqa: F401
+    except Exception:  # ImportError, or a broken install (its backends fail at import)
+        return False
+    return True
+
+
+class NoteTranscriber:
+    """basic-pitch (ONNX) note events of a clip: ``(intervals [n, 2] s, pitches [n] Hz)``; the model loads once."""
+
+    def __init__(self):
+        import basic_pitch
+        from basic_pitch.inference import Model
+
+        path = Path(basic_pitch.__file__).parent / "saved_models" / "icassp_2022" / "nmp.onnx"
+        self.model = Model(path)
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+        import contextlib
+        import io
+        import tempfile
+
+        from basic_pitch.inference import predict
+
+        from .audio import save_audio
+
+        with tempfile.TemporaryDirectory() as d, contextlib.redirect_stdout(io.StringIO()):  # it reads a file
+            path = save_audio(Path(d) / "clip.wav", np.clip(audio, -1, 1), sample_rate, subtype="FLOAT")
+            _, _, events = predict(path, self.model)  # (and prints a line per clip into the results table)
+        if not events:
+            return np.zeros((0, 2)), np.zeros(0)
+        intervals = np.array([[e[0], e[1]] for e in events], dtype=float)
+        pitches = 440.0 * 2 ** ((np.array([e[2] for e in events], dtype=float) - 69) / 12)
+        return intervals, pitches
+
+
+def note_f1(ref: tuple[np.ndarray, np.ndarray], est: tuple[np.ndarray, np.ndarray]) -> float:
+    """Onset-only note F1 (mir_eval, 50 ms onset tolerance, offsets ignored) of two transcriptions."""
+    import mir_eval
+
+    if len(ref[0]) == 0 and len(est[0]) == 0:
+        return float("nan")  # nothing to agree on
+    if len(ref[0]) == 0 or len(est[0]) == 0:
+        return 0.0
+    return float(mir_eval.transcription.precision_recall_f1_overlap(
+        ref[0], ref[1], est[0], est[1], onset_tolerance=0.05, offset_ratio=None)[2])
+
+
+def evaluate_translator_real(translator, folder, targets: list[str], seconds: float = 5.0, paper=None,
+                             transcriber=None) -> list[dict]:
+    """Translate every clip under ``folder`` (the first ``seconds``) to each target: one row per target with the
+    mean chroma agreement with the source, the level difference (dB, output active RMS - input active RMS) and
+    note F1 of the transcriptions. ``paper``: folders ``<source>_to_<target>`` holding the paper's translations
+    of ``folder/<source>/<same name>``, one anchor row each. ``transcriber``: ``(audio, sr) -> notes``; default
+    basic-pitch where installed, else note F1 reads ``unavailable``."""
+    from .errors import StudioError
+    from .translation.pipeline import active_rms, level_db, match_level
+
+    sr = translator.sample_rate
+    bad = [t for t in targets if t not in translator.domains]
+    if bad:
+        raise StudioError(f"unknown target instrument {bad[0]!r}; available: {', '.join(translator.domains)}.")
+    clips = folder_clips(folder, sr, seconds)
+    if not clips:
+        raise StudioError(f"{folder}: no .wav clips found.")
+    if transcriber is None and note_f1_available():
+        transcriber = NoteTranscriber()
+    source_notes: dict[str, tuple] = {}
+
+    def score(x, y, key) -> tuple[float, float, float | str]:
+        lx, ly = active_rms(x, sr), active_rms(y, sr)
+        level = level_db(ly) - level_db(lx) if lx > 0 else float("nan")
+        if transcriber is None:
+            return chroma_agreement(x, y, sr), level, NOTE_F1_UNAVAILABLE
+        if key not in source_notes:
+            source_notes[key] = transcriber(x, sr)
+        return chroma_agreement(x, y, sr), level, note_f1(source_notes[key], transcriber(y, sr))
+
+    def row(source, target, scores, raw=None) -> dict:
+        f1 = [s[2] for s in scores]
+        return {"source": source, "target": target, "clips": len(scores),
+                "chroma_agreement_with_source": float(np.nanmean([s[0] for s in scores])),
+                "level_diff_db": float(np.nanmean([s[1] for s in scores])),
+                "level_diff_db_unmatched": None if raw is None else float(np.nanmean(raw)),
+                "note_f1": NOTE_F1_UNAVAILABLE if transcriber is None else float(np.nanmean(f1))}
+
+    rows = []
+    for tgt in targets:
+        scores, raw = [], []
+        for c in clips:
+            x = translator.prepare(c["audio"], sr)
+            # the decoder's own level too (what match_level corrects), from the same decode
+            y, _ = translator(x, sr, target=tgt, match_level=False)
+            raw.append(level_db(active_rms(y, sr)) - level_db(active_rms(x, sr)))
+            scores.append(score(x, match_level(y, x, sr), c["path"]))
+        rows.append(row(f"{len(clips)} clips of {Path(folder).name}", tgt, scores, raw))
+    by_path = {Path(c["path"]).relative_to(folder).as_posix(): c for c in clips}
+    for pair in sorted(p for p in Path(paper).iterdir() if p.is_dir()) if paper else []:
+        source, sep, target = pair.name.partition("_to_")
+        if not sep:
+            raise StudioError(f"{pair}: paper folders are named <source>_to_<target>.")
+        scores = []
+        for y in folder_clips(pair, sr, seconds):
+            src = by_path.get(f"{source}/{Path(y['path']).name}")
+            if src is None:
+                raise StudioError(f"{y['path']}: no source clip {source}/{Path(y['path']).name} under {folder}.")
+            scores.append(score(src["audio"], y["audio"], src["path"]))
+        rows.append(row(f"paper: {source}", target, scores))
     return rows
 
 

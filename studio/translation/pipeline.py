@@ -22,6 +22,55 @@ from ..vocoder import Vocoder
 from .model import TranslatorConfig, TranslatorModel
 
 CHUNK_FRAMES = 1024  # mel frames per chunk (~12 s at 22.05 kHz / hop 256)
+PEAK_CEILING = 0.98  # -0.18 dBFS: headroom so 16-bit export and resampling never clip
+MAX_GAIN_DB = 30.0  # a near-silent translation is not boosted into loud noise
+
+
+def active_rms(x: np.ndarray, sample_rate: int, window_s: float = 0.05, range_db: float = 40.0,
+               floor_db: float = -60.0) -> float:
+    """RMS over the sounding part of ``x``: 50 ms windows within ``range_db`` of the loudest one and above
+    ``floor_db`` dBFS. Pauses would otherwise make a sparse clip read quieter than it sounds. 0.0 if silent."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    n = max(1, int(window_s * sample_rate))
+    if len(x) == 0:
+        return 0.0
+    frames = np.pad(x, (0, (-len(x)) % n)).reshape(-1, n)
+    ms = np.mean(frames ** 2, axis=1)
+    keep = ms > max(10 ** (floor_db / 10), ms.max() * 10 ** (-range_db / 10))
+    return float(np.sqrt(ms[keep].mean())) if keep.any() else 0.0
+
+
+def level_db(ratio: float) -> float:
+    return float(20 * np.log10(max(ratio, 1e-12)))
+
+
+def peak_limit(y: np.ndarray, sample_rate: int, ceiling: float = PEAK_CEILING, window_s: float = 0.005) -> np.ndarray:
+    """Keep ``|y| <= ceiling`` by a smooth gain dip around each over-peak (5 ms), not by clipping the waveform.
+
+    The gain is the needed per-sample gain, min-filtered then moving-averaged over the same window: every value
+    averaged at a sample is a minimum over a window containing it, so the result never exceeds what that sample
+    needs (no overshoot), and it changes over milliseconds (no clicks)."""
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+    peak = np.abs(y)
+    if peak.max(initial=0.0) <= ceiling:
+        return y
+    w = 2 * max(1, int(window_s * sample_rate) // 2) + 1
+    need = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12))
+    gain = uniform_filter1d(minimum_filter1d(need, w, mode="nearest"), w, mode="nearest")
+    return np.clip(y * gain, -ceiling, ceiling).astype(y.dtype)  # clip: float rounding of the average only
+
+
+def match_level(y: np.ndarray, reference: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``y`` scaled so its active RMS equals ``reference``'s (gain capped at +30 dB), then peak-limited.
+
+    The decoder's mels come out several dB quieter than the input's; a translation should sound as loud as the
+    clip it came from. A silent ``y`` or ``reference`` is left as is."""
+    target, current = active_rms(reference, sample_rate), active_rms(y, sample_rate)
+    if target <= 0.0 or current <= 0.0:
+        return y
+    gain = min(target / current, 10 ** (MAX_GAIN_DB / 20))
+    return peak_limit((y * gain).astype(np.float32), sample_rate)
 
 
 def save_translator(model: TranslatorModel, folder: str | os.PathLike, card: str | None = None, half: bool = False) -> Path:
@@ -121,7 +170,10 @@ class Translator:
 
     @torch.inference_mode()
     def __call__(self, audio, sr: int | None = None, target: str | None = None, *, blend_with: str | None = None,
-                 blend: float = 0.0, stem: str | None = None, demucs=None) -> tuple[np.ndarray, int]:
+                 blend: float = 0.0, stem: str | None = None, demucs=None,
+                 match_level: bool = True) -> tuple[np.ndarray, int]:
+        """``match_level``: bring the output to the input's loudness (active RMS, peak-limited); False returns the
+        decoder's own level."""
         if target is None:
             raise StudioError(f"choose a target instrument: {', '.join(self.domains)}.")
         weights = self.domain_weights(target, blend_with, blend)
@@ -132,4 +184,9 @@ class Translator:
         y = self.vocoder.vocode_long(out_mel, CHUNK_FRAMES)
         y = y.reshape(-1).float().cpu().numpy()
         y = np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)]  # same duration as the input
+        if match_level:
+            y = _match_level(y, x, self.sample_rate)
         return y, self.sample_rate
+
+
+_match_level = match_level  # ``Translator.__call__``'s keyword of the same name shadows it there
