@@ -255,6 +255,10 @@ def cmd_train_prior(a) -> int:
     if not vqvae_dir:
         raise StudioError("give the trained VQ-VAE with --vqvae DIR (e.g. runs/vqvae/export).")
     vqvae = load_vqvae(vqvae_dir)
+    if a.threads:  # encoding the corpus comes before the loop sets them (hours of audio: minutes on a busy CPU)
+        import torch
+
+        torch.set_num_threads(a.threads)
     train_codes = encode_corpus(vqvae, a.data, "train", a.domains)
     val_codes = [] if planning else encode_corpus(vqvae, a.data, "valid", a.domains)
 
