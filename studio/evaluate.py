@@ -253,9 +253,9 @@ def evaluate_generator(generator, data_root=None, split: str = "test", n: int = 
             shuffled.append(generator.codes_to_audio(codes[:, torch.randperm(codes.shape[1], generator=g)]))
         sets += [("reference: held-out renders", held), ("reference: this VQ-VAE's reconstructions of them", recon),
                  ("reference: shuffled codes", shuffled)]
-    if paper is not None:
-        sets.append(("reference: paper's VQ-VAE reconstructions (of the real clips)",
-                     [c["audio"] for c in folder_clips(paper, sr)]))
+    paper_clips = folder_clips(paper, sr) if paper is not None else []
+    if paper_clips:
+        sets.append(("reference: paper's VQ-VAE reconstructions (of the real clips)", [c["audio"] for c in paper_clips]))
     sets.append(("reference: white noise", [np.random.default_rng(i).normal(0, 0.1, int(seconds * sr)).astype(np.float32)
                                             for i in range(n)]))
     rows = []
@@ -278,6 +278,16 @@ def evaluate_generator(generator, data_root=None, split: str = "test", n: int = 
         rows.append({"clips": "reference: each real clip vs the other(s)", "n": len(d), "frechet_real": float(np.mean(d)),
                      **({"frechet_heldout": None} if "heldout" in refs else {}), "near_silent": silent(refs["real"]),
                      "first_draw_silent": None, "codebook_perplexity": None})
+    real_names = [Path(c["path"]).name for c in folder_clips(real, sr)] if real is not None else []
+    if len(real_names) > 1 and sorted(real_names) == sorted(Path(c["path"]).name for c in paper_clips):
+        # each reconstruction against the real clips it was not made from: a sample-like use of the paper's clips
+        d = [frechet_distance(mel_frame_stats([c["audio"]], cfg),
+                              mel_frame_stats([x for x, n in zip(refs["real"], real_names) if n != Path(c["path"]).name], cfg))
+             for c in paper_clips]
+        rows.append({"clips": "reference: paper's reconstruction of each clip vs the other real clip(s)", "n": len(d),
+                     "frechet_real": float(np.mean(d)), **({"frechet_heldout": None} if "heldout" in refs else {}),
+                     "near_silent": silent([c["audio"] for c in paper_clips]), "first_draw_silent": None,
+                     "codebook_perplexity": None})
     return rows
 
 
