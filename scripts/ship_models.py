@@ -29,7 +29,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--vocoder", type=Path, help="a vocoder run folder (its export/ is shipped)")
     p.add_argument("--translator", type=Path)
-    p.add_argument("--generator", type=Path, help="a prior run folder (its export/ holds VQ-VAE + prior)")
+    p.add_argument("--generator", type=Path,
+                   help="a prior run folder (its export/ holds VQ-VAE + prior) or a model folder (e.g. RUN/best)")
     a = p.parse_args()
     out = models_dir()
     if a.vocoder:  # weight norm kept (fine-tunable); folded on load
@@ -41,7 +42,8 @@ def main():
     if a.generator:
         from studio.generation.pipeline import save_generator
 
-        g = Generator.from_pretrained(a.generator / "export", vocoder=Vocoder())
+        src = a.generator / "export" if (a.generator / "export").is_dir() else a.generator
+        g = Generator.from_pretrained(src, vocoder=Vocoder())
         with keep_training_record(out / DEFAULTS["generator"]):
             save_generator(g.vqvae, g.prior, out / DEFAULTS["generator"], half=True)
     for d in sorted(out.iterdir()):

@@ -357,7 +357,7 @@ class Studio:
         if prompt_path:
             prompt = self.load(prompt_path, "prompt", session=session)  # (audio, sr)
         folder = self.sessions.new_folder(session)
-        samples, files = [], []
+        samples, files, notes = [], [], []
         count = int(count)
         start = time.perf_counter()
         for i in progress.tqdm(range(count), desc="generating"):
@@ -368,6 +368,8 @@ class Studio:
                                    top_k=int(top_k) if top_k else None)
             except StudioError as e:
                 raise user_error(str(e)) from None
+            if g.last_info.message():
+                notes.append(("⚠ " if g.last_info.near_silent else "") + g.last_info.message())
             title = f"sample {int(seed) + i}"
             # the boundary: where the kept prompt ends (a prompt shorter than asked is kept whole)
             marks = {title: min(float(prompt_seconds), prompt[0].shape[-1] / prompt[1], len(y) / sr)} if prompt else None
@@ -377,6 +379,8 @@ class Studio:
             samples.append((wav, png, title))
             files += [wav, png]
         info = f"{count} sample(s) of {float(seconds):.1f} s in {time.perf_counter() - start:.1f} s with `{g.name}`."
+        if notes:  # near-silent draws: said, never returned silently
+            info += "\n\n" + "\n".join(f"- {m}" for m in notes)
         return samples, files, info
 
     def interpolate_generator(self, path_a, path_b, mode, steps, seconds, progress=gr.Progress(),

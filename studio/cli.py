@@ -36,6 +36,10 @@ def _add_loop_args(p: argparse.ArgumentParser, max_steps: int, batch: int, plan:
                    help="bf16 autocast or not; auto: bf16 where it is native (AVX512-BF16/AMX CPU, bf16 GPU)")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     g.add_argument("--max-minutes", type=float, default=None, help="stop with a checkpoint after this wall time")
+    g.add_argument("--keep-best", default=None, metavar="METRIC",
+                   help="export every improvement of this validation metric (lower is better, e.g. loss) to <out>/best")
+    g.add_argument("--patience", type=int, default=0,
+                   help="with --keep-best: stop after this many validations without improvement (0: never)")
     g.add_argument("--config", help="JSON file with the model/training config (flags below override it)")
 
 
@@ -44,7 +48,8 @@ def _loop_config(a):
 
     return LoopConfig(max_steps=a.max_steps, batch_size=a.batch_size, log_every=a.log_every, val_every=a.val_every,
                       ckpt_every=a.ckpt_every, seed=a.seed, num_workers=a.num_workers, device=a.device,
-                      precision=a.precision, max_minutes=a.max_minutes, threads=a.threads)
+                      precision=a.precision, max_minutes=a.max_minutes, threads=a.threads,
+                      best_metric=getattr(a, "keep_best", None), patience=getattr(a, "patience", 0))
 
 
 def cmd_train_vocoder(a) -> int:
@@ -250,13 +255,18 @@ def cmd_train_prior(a) -> int:
     if not vqvae_dir:
         raise StudioError("give the trained VQ-VAE with --vqvae DIR (e.g. runs/vqvae/export).")
     vqvae = load_vqvae(vqvae_dir)
+    if a.threads:  # encoding the corpus comes before the loop sets them (hours of audio: minutes on a busy CPU)
+        import torch
+
+        torch.set_num_threads(a.threads)
     train_codes = encode_corpus(vqvae, a.data, "train", a.domains)
     val_codes = [] if planning else encode_corpus(vqvae, a.data, "valid", a.domains)
 
     def build(cfg):
         return replace(cfg, vqvae=str(vqvae_dir), lr=a.lr or cfg.lr,
                        model=replace(cfg.model, vocab=vqvae.config.codebook_size, width=a.width or cfg.model.width,
-                                     layers=a.layers or cfg.model.layers, context=a.context or cfg.model.context))
+                                     layers=a.layers or cfg.model.layers, context=a.context or cfg.model.context,
+                                     dropout=cfg.model.dropout if a.dropout is None else a.dropout))
 
     task_cls = lambda cfg, val_root: PriorTask(cfg, vqvae, val_codes)
     return _run_task(a, task_cls, PriorTrainConfig, build,
@@ -270,9 +280,12 @@ def registry_default(kind: str) -> str:
 
 
 def cmd_generate(a) -> int:
-    from .audio import save_audio
-    from .generation import Generator
+    import warnings
 
+    from .audio import save_audio
+    from .generation import Generator, NearSilentWarning
+
+    warnings.simplefilter("ignore", NearSilentWarning)  # reported below, once per sample, in the CLI's own words
     g = Generator.from_pretrained(a.model, vocoder=a.vocoder)
     out = Path(a.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -285,7 +298,9 @@ def cmd_generate(a) -> int:
         audio, sr = g.generate(a.seconds, a.temperature, seed=a.seed + i, prompt=a.prompt,
                                prompt_seconds=a.prompt_seconds, top_k=a.top_k, top_p=a.top_p)
         path = save_audio(out / f"sample_{a.seed + i:03d}.wav", audio, sr)
-        print(f"wrote {path} ({len(audio) / sr:.2f} s)")
+        print(f"wrote {path} ({len(audio) / sr:.2f} s, {g.last_info.rms_dbfs:.1f} dBFS)")
+        if g.last_info.message():
+            print(("warning: " if g.last_info.near_silent else "note: ") + g.last_info.message(), file=sys.stderr)
         if a.plot:  # the spectrogram, with the end of the kept prompt marked
             from .plots import figure_png, mel_figure
 
@@ -329,7 +344,17 @@ def cmd_eval_generate(a) -> int:
     from .generation import Generator
 
     g = Generator.from_pretrained(a.model, vocoder=a.vocoder)
-    rows = evaluate_generator(g, a.data, a.split, a.n, a.seconds, a.temperature)
+    for name in ("data", "real", "paper"):
+        folder = getattr(a, name)
+        if folder is not None and not Path(folder).is_dir():
+            raise StudioError(f"--{name} {folder}: no such folder.")
+    if a.data is None and a.real is None:
+        raise StudioError("give --data (held-out renders) or --real (a folder of real piano recordings), or both.")
+    try:
+        rows = evaluate_generator(g, a.data, a.split, a.n, a.seconds, a.temperature, domains=a.domains, real=a.real,
+                                  paper=a.paper)
+    except ValueError as e:
+        raise StudioError(str(e)) from None
     print(format_table(rows))
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=2))
@@ -521,6 +546,7 @@ def _add_train_parsers(train, plan: bool) -> None:
     g.add_argument("--width", type=int, default=None)
     g.add_argument("--layers", type=int, default=None)
     g.add_argument("--context", type=int, default=None)
+    g.add_argument("--dropout", type=float, default=None, help="attention and MLP dropout (0.1)")
     g.add_argument("--lr", type=float, default=None)
     tp.set_defaults(plan=plan, func=cmd_train_prior)
 
@@ -601,10 +627,14 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--json", default=None, help="also write the rows to this file")
     et.set_defaults(func=cmd_eval_translate)
     eg = ev.add_parser("generate", help="Fréchet log-mel distance of samples vs held-out piano, with references")
-    eg.add_argument("--data", required=True)
+    eg.add_argument("--data", default=None, help="a dataset whose held-out split (--split) holds renders to compare with")
+    eg.add_argument("--domains", nargs="+", default=["piano"], help="the dataset's domains to compare with")
+    eg.add_argument("--real", default=None, help="a folder of real piano recordings (e.g. ../shared/audio/piano/original)")
+    eg.add_argument("--paper", default=None,
+                    help="a folder of reference clips for a calibration row (e.g. the paper's VQ-VAE reconstructions)")
     eg.add_argument("--split", default="test")
-    eg.add_argument("-n", type=int, default=8)
-    eg.add_argument("--seconds", type=float, default=6.0)
+    eg.add_argument("-n", type=int, default=8, help="samples (seeds 0..n-1) and held-out clips")
+    eg.add_argument("--seconds", type=float, default=8.0)
     eg.add_argument("--temperature", type=float, default=1.0)
     eg.add_argument("--model", default=None)
     eg.add_argument("--vocoder", default=None)

@@ -209,36 +209,85 @@ def folder_clips(folder, sample_rate: int, seconds: float | None = None) -> list
     return clips
 
 
-def evaluate_generator(generator, data_root, split: str = "test", n: int = 8, seconds: float = 6.0,
-                       temperature: float = 1.0, domain: str = "piano") -> list[dict]:
-    """Fréchet distance of log-mel frame statistics to held-out clips, for generated samples and two references:
-    VQ-VAE reconstructions of the held-out clips (the best this generator can do) and shuffled codes / noise
-    (what failure looks like). Also the codebook perplexity of the samples."""
+def evaluate_generator(generator, data_root=None, split: str = "test", n: int = 8, seconds: float = 8.0,
+                       temperature: float = 1.0, domains=("piano",), real=None, paper=None) -> list[dict]:
+    """Fréchet distance of log-mel frame statistics (``metrics.mel_frame_stats``) of ``n`` samples (seeds 0..n-1,
+    ``seconds`` each) to two references: the real piano recordings in the folder ``real`` and ``n`` held-out
+    renders of ``data_root`` (split ``split``, ``domains``); either may be None. Next to them, rows that calibrate
+    the scale: the held-out renders and the paper's VQ-VAE reconstructions (folder ``paper``, of the same pieces
+    as ``real``), this VQ-VAE's reconstructions, shuffled codes and white noise. Also the share of near-silent
+    samples (RMS < ``SILENT_DBFS``) as returned and among the first draws (before the sampler redraws), and the
+    codebook perplexity of the samples."""
     from .data import fixed_clips
+    from .generation.pipeline import SILENT_DBFS, rms_dbfs
 
-    cfg = generator.config
-    held = [c["audio"] for c in fixed_clips(data_root, cfg, split, n, seconds, [domain])]
-    ref = mel_frame_stats(held, cfg)
-    g = torch.Generator().manual_seed(0)
-    rows = []
-    samples = [generator.generate(seconds, temperature, seed=i)[0] for i in range(len(held))]
-    recon, shuffled, sample_codes = [], [], []
-    for x in held:
-        codes = generator.encode_audio(x)
-        recon.append(generator.codes_to_audio(codes))
-        shuffled.append(generator.codes_to_audio(codes[:, torch.randperm(codes.shape[1], generator=g)]))
-    for y in samples:
-        sample_codes.append(generator.encode_audio(y).flatten())
+    if data_root is None and real is None:
+        raise ValueError("give held-out data (data_root) or a folder of real recordings (real), or both")
+    cfg, sr = generator.config, generator.sample_rate
+    refs = {}
+    if real is not None:
+        refs["real"] = [c["audio"] for c in folder_clips(real, sr)]
+        if not refs["real"]:
+            raise ValueError(f"no .wav files in {real}")
+    held = [c["audio"] for c in fixed_clips(data_root, cfg, split, n, seconds, list(domains))] if data_root else []
+    if data_root is not None:
+        if not held:
+            raise ValueError(f"no {'/'.join(domains)} clips in the {split!r} split of {data_root}")
+        refs["heldout"] = held
+    stats = {k: mel_frame_stats(v, cfg) for k, v in refs.items()}
+    samples, first_silent = [], 0
+    for seed in range(n):
+        samples.append(generator.generate(seconds, temperature, seed=seed)[0])
+        first_silent += generator.last_info.attempts > 1 or generator.last_info.near_silent
+    sample_codes = [generator.encode_audio(y).flatten() for y in samples]
     counts = torch.bincount(torch.cat(sample_codes), minlength=generator.vqvae.config.codebook_size).float()
     p = counts / counts.sum()
-    ppl = float(torch.exp(-(p * p.clamp(min=1e-10).log()).sum()))
-    noise = [np.random.default_rng(i).normal(0, 0.1, len(held[0])).astype(np.float32) for i in range(len(held))]
-    for name, clips in [("generated (prior samples)", samples), ("reference: VQ-VAE reconstruction", recon),
-                        ("reference: shuffled codes", shuffled), ("reference: white noise", noise)]:
-        rows.append({"clips": name, "n": len(clips), "frechet_logmel": frechet_distance(mel_frame_stats(clips, cfg), ref)})
-    rows[0]["codebook_perplexity"] = ppl
-    for r in rows[1:]:
-        r["codebook_perplexity"] = None
+    silent = lambda clips: float(np.mean([rms_dbfs(c) < SILENT_DBFS for c in clips]))  # noqa: E731
+    sets = [("generated (prior samples)", samples)]
+    if held:
+        g = torch.Generator().manual_seed(0)
+        recon, shuffled = [], []
+        for x in held:
+            codes = generator.encode_audio(x)
+            recon.append(generator.codes_to_audio(codes))
+            shuffled.append(generator.codes_to_audio(codes[:, torch.randperm(codes.shape[1], generator=g)]))
+        sets += [("reference: held-out renders", held), ("reference: this VQ-VAE's reconstructions of them", recon),
+                 ("reference: shuffled codes", shuffled)]
+    paper_clips = folder_clips(paper, sr) if paper is not None else []
+    if paper_clips:
+        sets.append(("reference: paper's VQ-VAE reconstructions (of the real clips)", [c["audio"] for c in paper_clips]))
+    sets.append(("reference: white noise", [np.random.default_rng(i).normal(0, 0.1, int(seconds * sr)).astype(np.float32)
+                                            for i in range(n)]))
+    rows = []
+    for name, clips in sets:
+        st = mel_frame_stats(clips, cfg)
+        row = {"clips": name, "n": len(clips)}
+        for k in ("real", "heldout"):
+            if k in stats:
+                row[f"frechet_{k}"] = None if clips is refs[k] else frechet_distance(st, stats[k])
+        row["near_silent"] = silent(clips)
+        row["first_draw_silent"] = None
+        row["codebook_perplexity"] = None
+        rows.append(row)
+    rows[0]["first_draw_silent"] = first_silent / n
+    rows[0]["codebook_perplexity"] = float(torch.exp(-(p * p.clamp(min=1e-10).log()).sum()))
+    if "real" in refs and len(refs["real"]) > 1:
+        # the real clips against each other (one vs the rest, averaged): how far apart real piano recordings are
+        d = [frechet_distance(mel_frame_stats([x], cfg), mel_frame_stats(refs["real"][:i] + refs["real"][i + 1:], cfg))
+             for i, x in enumerate(refs["real"])]
+        rows.append({"clips": "reference: each real clip vs the other(s)", "n": len(d), "frechet_real": float(np.mean(d)),
+                     **({"frechet_heldout": None} if "heldout" in refs else {}), "near_silent": silent(refs["real"]),
+                     "first_draw_silent": None, "codebook_perplexity": None})
+    real_names = [Path(c["path"]).name for c in folder_clips(real, sr)] if real is not None else []
+    if len(real_names) > 1 and sorted(real_names) == sorted(Path(c["path"]).name for c in paper_clips):
+        # each reconstruction against the real clips it was not made from: a sample-like use of the paper's clips
+        d = [frechet_distance(mel_frame_stats([c["audio"]], cfg),
+                              mel_frame_stats([x for x, n in zip(refs["real"], real_names) if n != Path(c["path"]).name], cfg))
+             for c in paper_clips]
+        rows.append({"clips": "reference: paper's reconstruction of each clip vs the other real clip(s)", "n": len(d),
+                     "frechet_real": float(np.mean(d)), **({"frechet_heldout": None} if "heldout" in refs else {}),
+                     "near_silent": silent([c["audio"] for c in paper_clips]), "first_draw_silent": None,
+                     "codebook_perplexity": None})
     return rows
 
 

@@ -7,6 +7,8 @@ A generator model folder holds both networks: ``config.json`` ``{"kind": "genera
 from __future__ import annotations
 
 import os
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,36 @@ from .prior import Prior, PriorConfig
 from .vqvae import VQVAE, VQVAEConfig
 
 MAX_SECONDS = 120.0
+SILENT_DBFS = -45.0  # a clip whose RMS is below this is "near-silent" (the prior's rest mode, not music)
+SILENCE_RETRIES = 4  # further draws before giving up on an audible clip
+
+
+class NearSilentWarning(UserWarning):
+    """Every draw for a seed came out near-silent; the loudest is returned."""
+
+
+@dataclass
+class GenerationInfo:
+    """How the last ``generate`` call went: the draws it took and the returned clip's level."""
+
+    seed: int
+    attempts: int  # 1 when the first draw was audible
+    rms_dbfs: float
+    near_silent: bool
+
+    def message(self) -> str | None:
+        """A one-line note for the user, or None when there is nothing to say."""
+        if self.near_silent:
+            return (f"seed {self.seed}: all {self.attempts} draws were near-silent (loudest {self.rms_dbfs:.1f} dBFS "
+                    f"< {SILENT_DBFS:.0f}); try another seed or a higher temperature.")
+        if self.attempts > 1:
+            return (f"seed {self.seed}: {self.attempts - 1} near-silent draw(s) discarded "
+                    f"(the prior's rest mode); kept draw {self.attempts} at {self.rms_dbfs:.1f} dBFS.")
+        return None
+
+
+def rms_dbfs(audio: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(np.square(audio, dtype=np.float64))) + 1e-12))
 
 
 def save_vqvae(vqvae: VQVAE, folder) -> Path:
@@ -71,6 +103,7 @@ class Generator:
         self.vqvae, self.prior, self.vocoder = vqvae.eval(), prior.eval(), vocoder
         self.config = vqvae.config.audio
         self.name = "generator"
+        self.last_info: GenerationInfo | None = None
 
     @classmethod
     def from_pretrained(cls, name_or_dir=None, vocoder: Vocoder | str | None = None, device="cpu") -> "Generator":
@@ -129,12 +162,27 @@ class Generator:
             keep = min(len(prompt_audio), n, int((prompt_seconds or seconds) * sr))
             prompt_audio = prompt_audio[:keep]
             prompt_codes = self.encode_audio(prompt_audio)
-        g = torch.Generator().manual_seed(int(seed))
         length = int(np.ceil(n / sr * self.codes_per_second))
-        codes = self.prior.sample(length, prompt=prompt_codes, temperature=temperature, top_k=top_k, top_p=top_p,
-                                  generator=g)
-        y = self.codes_to_audio(codes)
-        y = np.pad(y, (0, max(0, n - len(y))))[:n]
+        # The prior has a rest mode: some draws stay near-silent for the whole clip. Such a draw is discarded and
+        # the seed drawn again (a fixed sequence of sub-seeds, so a seed still always gives the same clip); if
+        # every draw is silent the loudest is returned with a NearSilentWarning, never silently.
+        best = None
+        for attempt in range(1 + SILENCE_RETRIES):
+            g = torch.Generator().manual_seed(int(seed) if attempt == 0 else
+                                              int(np.random.SeedSequence([int(seed), attempt]).generate_state(1)[0]))
+            codes = self.prior.sample(length, prompt=prompt_codes, temperature=temperature, top_k=top_k, top_p=top_p,
+                                      generator=g)
+            y = self.codes_to_audio(codes)
+            y = np.pad(y, (0, max(0, n - len(y))))[:n]
+            level = rms_dbfs(y[len(prompt_audio):] if prompt_audio is not None and len(prompt_audio) < n else y)
+            if best is None or level > best[1]:
+                best = (y, level)
+            if level >= SILENT_DBFS:
+                break
+        y, level = best
+        self.last_info = GenerationInfo(int(seed), attempt + 1, level, level < SILENT_DBFS)
+        if self.last_info.near_silent:
+            warnings.warn(self.last_info.message(), NearSilentWarning, stacklevel=2)
         if prompt_audio is not None and len(prompt_audio):
             k = len(prompt_audio)
             fade = min(k, int(0.05 * sr), n - k) if n > k else 0

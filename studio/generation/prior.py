@@ -33,7 +33,7 @@ class Block(nn.Module):
         B, T, C = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
         a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
-        x = x + self.proj(a.transpose(1, 2).reshape(B, T, C))
+        x = x + F.dropout(self.proj(a.transpose(1, 2).reshape(B, T, C)), self.dropout, self.training)
         return x + F.dropout(self.mlp(self.ln2(x)), self.dropout, self.training)
 
 
@@ -55,6 +55,7 @@ class Prior(nn.Module):
         start = torch.full((codes.shape[0], 1), self.start, dtype=torch.long, device=codes.device)
         x = torch.cat([start, codes.long()], dim=1)
         x = self.tok(x) + self.pos(torch.arange(x.shape[1], device=x.device))
+        x = F.dropout(x, self.config.dropout, self.training)  # (residual and embedding dropout: the 14-min prior overfit)
         for b in self.blocks:
             x = b(x)
         return self.head(self.ln(x))

@@ -133,7 +133,11 @@ class PriorTask(Task):
         self.nets = {"prior": Prior(cfg.model)}
         self.opts = {"prior": torch.optim.AdamW(self.nets["prior"].parameters(), cfg.lr, betas=(0.9, 0.95),
                                                 weight_decay=0.01)}
-        self.val = [c[: cfg.model.context] for c in (val_codes or []) if len(c) >= 8]
+        # every whole context-long window of each validation piece (up to 8 per piece): with one window per piece
+        # the validation loss was too noisy to pick a best step from
+        n = cfg.model.context
+        self.val = [c[i: i + n] for c in (val_codes or []) for i in range(0, max(1, len(c) - n + 1), n)[:8]
+                    if len(c[i: i + n]) >= 8]
 
     def train_step(self, batch, step):
         codes = batch["codes"].to(self.device)
@@ -153,8 +157,8 @@ class PriorTask(Task):
         p = self.nets["prior"]
         g = torch.Generator().manual_seed(0)
         real = [p.loss(c[None].to(self.device)).item() for c in self.val]
-        shuffled = [p.loss(c[torch.randperm(len(c), generator=g)][None].to(self.device)).item() for c in self.val]
-        return {"loss": float(np.mean(real)), "loss_shuffled": float(np.mean(shuffled))}
+        shuffled = [p.loss(c[torch.randperm(len(c), generator=g)][None].to(self.device)).item() for c in self.val[:16]]
+        return {"loss": float(np.mean(real)), "loss_shuffled": float(np.mean(shuffled)), "windows": len(self.val)}
 
     def state_extra(self):
         return {"task": self.name, "config": to_dict(self.cfg)}

@@ -71,6 +71,10 @@ class LoopConfig:
     max_minutes: float | None = None  # stop cleanly (with a checkpoint) after this much wall time
     ckpt_minutes: float | None = None  # also checkpoint whenever this much wall time has passed since the last one
     threads: int | None = None  # torch intra-op threads on CPU (None: torch's default)
+    # early stopping on a validation metric (lower is better): every improvement is exported to <out>/best, and
+    # ``patience`` validations in a row without one stop the run (0: never stop early)
+    best_metric: str | None = None
+    patience: int = 0
 
 
 class Task:
@@ -177,6 +181,10 @@ class Trainer:
 
             self.writer = SummaryWriter(str(self.out / "tb"))
         self._stop = False
+        self.best: dict | None = None  # {"step", metric: value} of the best validation so far
+        best_file = self.out / "best" / "best.json"
+        if resume and best_file.is_file():
+            self.best = json.loads(best_file.read_text())
 
     # ---------------------------------------------------------------------------------------------- helpers
     def _handle_signal(self, signum, frame):
@@ -208,6 +216,26 @@ class Trainer:
         for k, v in metrics.items():
             self.writer.add_scalar(f"val/{k}", v, self.step)
         return metrics
+
+    def _track_best(self, val: dict) -> bool:
+        """Export ``val``'s step to ``<out>/best`` if it improves ``best_metric``; True when patience is used up."""
+        key = self.cfg.best_metric
+        if self.rank != 0 or not key:
+            return False
+        if key not in val:
+            raise StudioError(f"validation reports no {key!r} to keep the best checkpoint by (it has {sorted(val)}).")
+        if self.best is None or val[key] < self.best[key]:
+            self.best = {"step": self.step, key: float(val[key]), "stale": 0}
+            tensors, meta = _rng_state()  # as in save(): exporting must not move the run's RNGs
+            try:
+                self.task.export(self.out / "best")
+            finally:
+                _set_rng_state(tensors, meta)
+        else:
+            self.best["stale"] += 1
+        (self.out / "best").mkdir(parents=True, exist_ok=True)
+        (self.out / "best" / "best.json").write_text(json.dumps(self.best))
+        return bool(self.cfg.patience) and self.best["stale"] >= self.cfg.patience
 
     def _estimate(self, per: float, done: int) -> str:
         """The same estimate as ``studio plan``, from this run's own first steps."""
@@ -269,18 +297,22 @@ class Trainer:
                 if not estimate_printed and done == min(5, cfg.max_steps - start_step) and self.rank == 0:
                     estimate_printed = True
                     self.log(self._estimate((time.monotonic() - start) / done, done))
+                patience_out = False
                 if cfg.val_every and self.step % cfg.val_every == 0:
                     val = self._validate()
+                    patience_out = self._track_best(val)
                 timed = cfg.ckpt_minutes is not None and time.monotonic() - last_save > cfg.ckpt_minutes * 60
                 if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or timed:
                     self.save()
                     last_save = time.monotonic()
                 over_time = cfg.max_minutes is not None and time.monotonic() - start > cfg.max_minutes * 60
-                stop = torch.tensor(int(self._stop or over_time))
+                stop = torch.tensor(int(self._stop or over_time or patience_out))
                 if self.world > 1:
                     dist.all_reduce(stop, op=dist.ReduceOp.MAX)
                 if stop.item():
-                    self.log(f"stopping at step {self.step} ({'time budget' if over_time else 'signal'}); checkpoint saved")
+                    why = "time budget" if over_time else "signal" if self._stop else \
+                        f"no better val/{cfg.best_metric} in {cfg.patience} validations; best at step {self.best['step']}"
+                    self.log(f"stopping at step {self.step} ({why}); checkpoint saved")
                     break
         finally:
             bar.close()
@@ -290,11 +322,12 @@ class Trainer:
             self.save()
         if not (cfg.val_every and self.step % cfg.val_every == 0):
             val = self._validate()
+            self._track_best(val)
         replicas = self._replica_checksums()
         elapsed = time.monotonic() - start
         summary = {"step": self.step, "steps_run": self.step - start_step, "seconds": elapsed,
                    "seconds_per_step": elapsed / max(1, self.step - start_step), "world_size": self.world,
-                   "val": val, "replicas": replicas, "history": history[-50:]}
+                   "val": val, "best": self.best, "replicas": replicas, "history": history[-50:]}
         if self.rank == 0:
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
             self.writer.close()
