@@ -40,7 +40,7 @@ import torchaudio.functional as AF
 
 from .audio import prepare_audio
 from .errors import ConfigMismatch, ModelNotFound
-from .train.checkpoint import unpickle_refusal
+from .weights import unpickle_refusal
 
 ENV = "STUDIO_DEMUCS_DIR"
 DEFAULT_MODEL = "htdemucs"

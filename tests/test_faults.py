@@ -21,9 +21,9 @@ from torch import nn
 
 from conftest import ROOT, run_cli
 from studio.config import to_dict
-from studio.train.checkpoint import (CheckpointError, atomic_save_tensors, load_checkpoint, load_tensors,
-                                     save_checkpoint)
+from studio.train.checkpoint import load_checkpoint, save_checkpoint
 from studio.train.loop import CHECKPOINT, checkpoint_step
+from studio.weights import CheckpointError, atomic_save_tensors, load_tensors
 from test_vocoder import TINY
 
 STEPS, CKPT_EVERY = 30, 3
@@ -108,7 +108,7 @@ def test_kill_9_at_a_random_moment_then_resume_matches_an_uninterrupted_run(rend
 
 WRITER = textwrap.dedent("""
     import sys, torch
-    from studio.train.checkpoint import atomic_save_tensors
+    from studio.weights import atomic_save_tensors
     path, n = sys.argv[1], int(sys.argv[2])
     i = int(sys.argv[3])
     while True:

@@ -165,7 +165,7 @@ def test_cli_adds_a_bank_to_an_initial_vocoder(tmp_path, piano_clip):
     """``studio train vocoder --init MODEL --harmonic``: the model's weights, plus a fresh bank, exported."""
     from conftest import run_cli
     from studio.data import Entry, write_manifest
-    from studio.train.checkpoint import load_tensors
+    from studio.weights import load_tensors
     import soundfile as sf
 
     x, sr = load_audio(piano_clip, 22050)

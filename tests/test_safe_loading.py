@@ -26,7 +26,7 @@ from app_server import AppServer, tiny_models
 from conftest import ROOT
 from studio.errors import StudioError
 from studio.separation import load_demucs
-from studio.train.checkpoint import CheckpointError, load_legacy_state_dict, load_tensors
+from studio.weights import CheckpointError, load_legacy_state_dict, load_tensors
 from test_stems import package, tiny_htdemucs
 
 

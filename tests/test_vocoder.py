@@ -13,7 +13,7 @@ from studio.audio import AudioConfig, load_audio
 from studio.data import Entry, write_manifest
 from studio.errors import ConfigMismatch
 from studio.metrics import mel_l1
-from studio.train.checkpoint import load_tensors
+from studio.weights import load_tensors
 from studio.train.loop import LoopConfig, Trainer, seed_everything
 from studio.vocoder import DiscriminatorConfig, Generator, GeneratorConfig, GriffinLim, MultiScaleDiscriminator, Vocoder
 from studio.vocoder.train import VocoderTask, VocoderTrainConfig

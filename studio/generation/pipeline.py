@@ -16,10 +16,10 @@ import torch
 
 from .. import registry
 from ..audio import load_audio, prepare_audio
-from ..config import from_dict, save_json, to_dict
+from ..config import from_dict, to_dict
 from ..errors import ConfigMismatch, ModelNotFound, StudioError
 from ..nn import chunked
-from ..train.checkpoint import atomic_save_tensors, load_tensors
+from ..weights import load_weights, save_model
 from ..vocoder import Vocoder
 from .prior import Prior, PriorConfig
 from .vqvae import VQVAE, VQVAEConfig
@@ -58,17 +58,13 @@ def rms_dbfs(audio: np.ndarray) -> float:
 
 
 def save_vqvae(vqvae: VQVAE, folder) -> Path:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_save_tensors(vqvae.state_dict(), folder / registry.WEIGHTS)
-    save_json({"kind": "vqvae", "config": to_dict(vqvae.config)}, folder / registry.CONFIG)
-    return folder
+    return save_model(folder, vqvae.state_dict(), {"kind": "vqvae", "config": to_dict(vqvae.config)})
 
 
 def load_vqvae(name_or_dir, device="cpu") -> VQVAE:
     """A VQ-VAE folder (a run's ``export/``), or the VQ-VAE inside a generator (e.g. the shipped one)."""
     entry = registry.resolve(name_or_dir)
-    tensors = load_tensors(entry.weights)[0]
+    tensors = load_weights(entry.weights)
     if entry.kind == "generator":
         config, tensors = entry.config["vqvae"], {k[6:]: v for k, v in tensors.items() if k.startswith("vqvae.")}
     elif entry.kind == "vqvae":
@@ -76,21 +72,15 @@ def load_vqvae(name_or_dir, device="cpu") -> VQVAE:
     else:
         raise ModelNotFound(f"{entry.path} holds a {entry.kind!r} model, not a VQ-VAE or a generator.")
     m = VQVAE(from_dict(VQVAEConfig, config))
-    m.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+    m.load_state_dict(tensors)
     return m.to(device).eval()
 
 
 def save_generator(vqvae: VQVAE, prior: Prior, folder, card: str | None = None, half: bool = False) -> Path:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"vqvae.{k}": v for k, v in vqvae.state_dict().items()}
     tensors |= {f"prior.{k}": v for k, v in prior.state_dict().items()}
-    atomic_save_tensors(tensors, folder / registry.WEIGHTS, half=half)
-    save_json({"kind": "generator", "config": {"vqvae": to_dict(vqvae.config), "prior": to_dict(prior.config)}},
-              folder / registry.CONFIG)
-    if card is not None:
-        (folder / registry.CARD).write_text(card)
-    return folder
+    return save_model(folder, tensors, {"kind": "generator", "config": {"vqvae": to_dict(vqvae.config),
+                                                                        "prior": to_dict(prior.config)}}, card, half)
 
 
 class Generator:
@@ -110,10 +100,9 @@ class Generator:
         entry = registry.resolve(name_or_dir or registry.DEFAULTS["generator"], kind="generator")
         vq = VQVAE(from_dict(VQVAEConfig, entry.config["vqvae"]))
         pr = Prior(from_dict(PriorConfig, entry.config["prior"]))
-        tensors, _ = load_tensors(entry.weights)
-        as_f32 = lambda v: v.float() if v.is_floating_point() else v  # noqa: E731  (shipped weights are fp16)
-        vq.load_state_dict({k[6:]: as_f32(v) for k, v in tensors.items() if k.startswith("vqvae.")})
-        pr.load_state_dict({k[6:]: as_f32(v) for k, v in tensors.items() if k.startswith("prior.")})
+        tensors = load_weights(entry.weights)
+        vq.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("vqvae.")})
+        pr.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("prior.")})
         if not isinstance(vocoder, Vocoder):
             vocoder = Vocoder.from_pretrained(vocoder, device=device)
         g = cls(vq.to(device), pr.to(device), vocoder)

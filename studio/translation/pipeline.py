@@ -14,10 +14,10 @@ import torch
 
 from .. import registry
 from ..audio import load_audio, prepare_audio
-from ..config import from_dict, save_json, to_dict
+from ..config import from_dict, to_dict
 from ..errors import ConfigMismatch, StudioError
 from ..nn import chunked
-from ..train.checkpoint import atomic_save_tensors, load_tensors
+from ..weights import load_weights, save_model
 from ..vocoder import Vocoder
 from .model import TranslatorConfig, TranslatorModel
 
@@ -74,21 +74,14 @@ def match_level(y: np.ndarray, reference: np.ndarray, sample_rate: int) -> np.nd
 
 
 def save_translator(model: TranslatorModel, folder: str | os.PathLike, card: str | None = None, half: bool = False) -> Path:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_save_tensors(model.state_dict(), folder / registry.WEIGHTS, half=half)
-    save_json({"kind": "translator", "config": to_dict(model.config)}, folder / registry.CONFIG)
-    if card is not None:
-        (folder / registry.CARD).write_text(card)
-    return folder
+    return save_model(folder, model.state_dict(), {"kind": "translator", "config": to_dict(model.config)}, card, half)
 
 
 def load_translator_model(name_or_dir=None, device="cpu") -> tuple[TranslatorModel, registry.ModelEntry]:
     entry = registry.resolve(name_or_dir or registry.DEFAULTS["translator"], kind="translator")
     model = TranslatorModel(from_dict(TranslatorConfig, entry.config))
-    tensors, _ = load_tensors(entry.weights)
     try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+        model.load_state_dict(load_weights(entry.weights))
     except RuntimeError as e:
         raise ConfigMismatch(f"{entry.weights} does not match its config ({' '.join(str(e).split())[:200]}).") from None
     return model.to(device).eval(), entry

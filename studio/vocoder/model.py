@@ -12,10 +12,10 @@ from torch import nn
 
 from .. import registry
 from ..audio import AudioConfig, MelSpectrogram, load_audio, prepare_audio
-from ..config import from_dict, save_json, to_dict
+from ..config import from_dict, to_dict
 from ..errors import ConfigMismatch
 from ..nn import fold_weight_norm
-from ..train.checkpoint import atomic_save_tensors, load_tensors
+from ..weights import load_weights, save_model
 from .generator import Generator, GeneratorConfig
 from .spectral import SpectralConfig, SpectralGenerator
 
@@ -162,14 +162,8 @@ class Vocoder(_MelToAudio):
 
     def save_pretrained(self, folder: str | os.PathLike, card: str | None = None, half: bool = False) -> Path:
         """Write ``config.json``, ``model.safetensors`` (weight norm kept, so it can be fine-tuned) and a card."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_save_tensors(self.generator.state_dict(), folder / registry.WEIGHTS, half=half)
-        save_json({"kind": "vocoder", "architecture": self.architecture, "config": to_dict(self.generator_config)},
-                  folder / registry.CONFIG)
-        if card is not None:
-            (folder / registry.CARD).write_text(card)
-        return folder
+        return save_model(folder, self.generator.state_dict(), {"kind": "vocoder", "architecture": self.architecture,
+                                                                 "config": to_dict(self.generator_config)}, card, half)
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike | None = None, *, fold: bool = True,
@@ -180,9 +174,8 @@ class Vocoder(_MelToAudio):
             raise ConfigMismatch(f"unknown vocoder architecture {arch!r}; known: {', '.join(ARCHITECTURES)}.")
         config = from_dict(ARCHITECTURES[arch][0], entry.config)
         v = cls(config)
-        tensors, _ = load_tensors(entry.weights)
         try:
-            v.generator.load_state_dict({k: t.float() for k, t in tensors.items()})
+            v.generator.load_state_dict(load_weights(entry.weights))
         except RuntimeError as e:
             raise ConfigMismatch(f"{entry.weights} does not match its config ({str(e).splitlines()[0]}).") from None
         v.name = entry.name
