@@ -13,11 +13,11 @@ import torch
 from ..audio import MelSpectrogram
 from ..config import to_dict
 from ..data import fixed_clips
-from ..metrics import frame_locked, mel_l1_batch
+from ..metrics import MultiResolutionSTFTLoss, frame_locked, mel_l1_batch
 from ..train.loop import Task
 from .discriminator import DiscriminatorConfig, MultiScaleDiscriminator
 from .generator import Generator, GeneratorConfig
-from .losses import MultiResolutionSTFTLoss, discriminator_hinge, feature_matching, generator_hinge
+from .losses import discriminator_hinge, feature_matching, generator_hinge
 from .model import Vocoder
 from .spectral import SpectralConfig, SpectralGenerator, spectral_losses, stft_targets
 
