@@ -4,11 +4,13 @@ and vocoder training steps."""
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .bench import Bench
+if TYPE_CHECKING:  # for the annotations only: ``bench`` runs these rows, so a runtime import would be a cycle
+    from .bench import Bench
 
 REFERENCE = "paper G fp32, weight norm (reference)"
 AUTO_ROW = "default call (auto)"
