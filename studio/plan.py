@@ -5,16 +5,14 @@ the questions users otherwise find out after days: seconds per step, peak memory
 fits, the wall time to reach the shipped model's step count (from its card) and the paper's, the epochs that
 implies, and whether the dataset is below the documented minimum (README, "How much data").
 
-The same estimate is what ``studio train`` prints after its own first steps (``format_estimate``).
+The same estimate is what ``studio train`` prints after its own first steps (``studio.train.estimate``).
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import resource
 import statistics
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -24,7 +22,8 @@ from . import registry
 from torch.utils.data import Dataset
 
 from .data import StepSampler, summarize
-from .errors import DatasetError, ModelNotFound, StudioError
+from .errors import DatasetError, StudioError
+from .train.estimate import PeakMemory, _epochs, _hours, item_seconds, shipped_entry, targets
 
 # Minimum training audio per model, in hours (documented with its reasons in README.md, "How much data").
 MIN_HOURS = {
@@ -34,75 +33,6 @@ MIN_HOURS = {
     "prior": ("per domain", 0.25),
 }
 MIN_HOURS_SOURCE = "README.md, section 'How much data'"
-
-# Step counts of published settings; None where the paper gives no comparable count.
-PAPER_STEPS = {
-    "vocoder": (400_000, "MelGAN paper (Kumar et al. 2019): 400k iterations at batch 16"),
-}
-
-
-def shipped_entry(model: str) -> tuple[registry.ModelEntry, dict]:
-    """The shipped model that ``model``'s training produces, and its ``training`` record (the generator's holds one
-    per stage). Raises ``ModelNotFound`` when it is not installed."""
-    kind = {"vocoder": "vocoder", "translator": "translator", "vqvae": "generator", "prior": "generator"}[model]
-    entry = registry.resolve(registry.DEFAULTS[kind], kind=kind)
-    return entry, (entry.training.get(model, {}) if kind == "generator" else entry.training)
-
-
-def _shipped_training(model: str) -> tuple[str, dict] | None:
-    """``(name, record)`` of the shipped model matching ``model``, if installed and recorded."""
-    try:
-        entry, record = shipped_entry(model)
-    except ModelNotFound:  # no shipped model: the plan just lacks that row
-        return None
-    return (entry.name, record) if record.get("steps") else None
-
-
-class PeakMemory:
-    """Peak memory while the block runs: process RSS sampled every 2 ms on the CPU, max allocated on CUDA."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.peak = 0
-        self._stop = threading.Event()
-
-    @staticmethod
-    def lifetime_peak() -> int:
-        """The process's peak RSS since it started (bytes)."""
-        scale = 1 if platform.system() == "Darwin" else 1024
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-    @staticmethod
-    def rss() -> int:
-        try:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:  # not Linux: the lifetime peak is the best available
-            return PeakMemory.lifetime_peak()
-
-    def _watch(self):
-        while not self._stop.wait(0.002):
-            self.peak = max(self.peak, self.rss())
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            self.peak = self.rss()
-            self._thread = threading.Thread(target=self._watch, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak = torch.cuda.max_memory_allocated(self.device)
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, self.rss())
-
 
 def memory_limit(device: torch.device) -> int:
     """Bytes this process could use: device memory on CUDA; on the CPU, available RAM plus what it already holds."""
@@ -144,20 +74,6 @@ class Plan:
         return asdict(self)
 
 
-def _epochs(e: float | None) -> str:
-    if e is None:
-        return ""
-    return f", {e:.2g} epochs" if e < 10 else f", {e:.0f} epochs"
-
-
-def _hours(seconds: float) -> str:
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
 def check_data(model: str, hours: dict, domains: list[str] | None = None) -> tuple[dict, list[str]]:
     """(the minimum that applies, warnings) for the train split of ``hours`` (split -> domain -> hours)."""
     scope, minimum = MIN_HOURS[model]
@@ -178,50 +94,6 @@ def check_data(model: str, hours: dict, domains: list[str] | None = None) -> tup
             warnings.append(f"below the documented minimum of {minimum * 60:.0f} min per domain for the {model} "
                             f"({MIN_HOURS_SOURCE}): {listed}.")
     return info, warnings
-
-
-def targets(model: str, seconds_per_step: float, batch: int, item_seconds: float, train_hours: float,
-            max_steps: int | None = None) -> list[dict]:
-    """Wall time and epochs to reach the shipped model's steps, the paper's, and this run's ``max_steps``."""
-    rows = []
-    shipped = _shipped_training(model)
-    if shipped:
-        name, rec = shipped
-        rows.append({"name": f"shipped {name}", "steps": int(rec["steps"]),
-                     "source": f"models/{name} card: {rec.get('wall_minutes', '?')} min on {rec.get('hardware', '?')}"})
-    if model in PAPER_STEPS:
-        steps, source = PAPER_STEPS[model]
-        rows.append({"name": "paper", "steps": steps, "source": source})
-    if max_steps and all(r["steps"] != max_steps for r in rows):
-        rows.append({"name": "this run (--max-steps)", "steps": int(max_steps), "source": "command line"})
-    for r in rows:
-        r["seconds"] = r["steps"] * seconds_per_step
-        r["epochs"] = r["steps"] * batch * item_seconds / (train_hours * 3600) if train_hours > 0 else None
-    return rows
-
-
-def format_estimate(name: str, seconds_per_step: float, steps_measured: int, step: int, max_steps: int,
-                    rows: list[dict], peak_mb: float | None = None, memory_kind: str = "") -> str:
-    """The lines ``studio train`` prints after its first steps (and ``studio plan`` reuses)."""
-    lines = [f"[{name}] {seconds_per_step:.3g} s/step ({3600 / seconds_per_step:.0f} steps/h) over {steps_measured} "
-             f"steps" + (f"; peak memory {peak_mb:.0f} MB ({memory_kind})" if peak_mb else "")]
-    if max_steps > step:
-        lines.append(f"[{name}] {max_steps - step} steps left to --max-steps {max_steps}: "
-                     f"≈ {_hours((max_steps - step) * seconds_per_step)}")
-    for r in rows:
-        if r["name"].startswith("this run"):
-            continue
-        lines.append(f"[{name}] to {r['steps']:,} steps ({r['name']}): ≈ {_hours(r['seconds'])}{_epochs(r.get('epochs'))}")
-    return "\n".join(lines)
-
-
-def item_seconds(model: str, task) -> float:
-    cfg = task.cfg
-    if model == "prior":
-        vq = task.vqvae.config
-        return cfg.model.context * vq.down * vq.audio.hop_length / vq.audio.sample_rate
-    audio = cfg.generator.audio if model == "vocoder" else cfg.model.audio
-    return cfg.segment_length / audio.sample_rate
 
 
 def _device(name: str) -> torch.device:

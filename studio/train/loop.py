@@ -239,7 +239,7 @@ class Trainer:
 
     def _estimate(self, per: float, done: int) -> str:
         """The same estimate as ``studio plan``, from this run's own first steps."""
-        from ..plan import PeakMemory, format_estimate, item_seconds, targets
+        from .estimate import PeakMemory, format_estimate, item_seconds, targets
 
         rows = []
         try:
