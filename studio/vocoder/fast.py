@@ -34,12 +34,10 @@ cores busy, fewer threads can be several times faster (OpenMP threads wait for e
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import math
 import os
 import time
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -48,7 +46,8 @@ from torch import nn
 from ..errors import ConfigMismatch
 from .generator import Generator
 from .spectral import SpectralGenerator, window_state
-from .model import _MelToAudio
+from .base import _MelToAudio
+from .graph import folded_copy
 from ..nn import chunked, forward_2d, freeze_2d, to_2d
 from .streaming import context_frames
 
@@ -113,21 +112,6 @@ def onnxruntime_available() -> bool:
     return True
 
 
-def folded_copy(generator: Generator) -> Generator:
-    """A new eval-mode generator without weight norm, computing the same function as ``generator``."""
-    if isinstance(generator, SpectralGenerator):  # no weight norm to fold
-        return copy.deepcopy(generator).eval().requires_grad_(False)
-    plain = Generator(replace(generator.config, weight_norm=False))
-    with torch.no_grad():
-        for name, m in plain.named_modules():
-            if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
-                src = generator.get_submodule(name)
-                m.weight.copy_(src.weight.detach())  # the weight-norm parametrisation computes g * v / |v|
-                m.bias.copy_(src.bias.detach())
-    dev = next(generator.parameters()).device
-    return plain.to(dev).eval().requires_grad_(False)
-
-
 def _pad_short(mel: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Reflection padding (3) needs 4 frames: repeat the edge as ``Generator.forward`` does."""
     frames = mel.shape[-1]
@@ -183,7 +167,7 @@ class _SpectralPath(nn.Module):
 
 
 class _SpectralOnnxPath(nn.Module):
-    """The spectral generator's ONNX graph (``studio.export.SpectralGraph``), window by window with its state."""
+    """The spectral generator's ONNX graph (``studio.vocoder.graph.SpectralGraph``), window by window with its state."""
 
     def __init__(self, generator: SpectralGenerator, threads: int | None):
         super().__init__()
@@ -205,7 +189,7 @@ class _OnnxPath:
     def __init__(self, generator: Generator, threads: int | None):
         import onnxruntime as ort
 
-        from ..export import cached_onnx_bytes
+        from .graph import cached_onnx_bytes
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or torch.get_num_threads()

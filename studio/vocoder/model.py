@@ -6,16 +6,15 @@ import os
 import threading
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch import nn
 
 from .. import registry
-from ..audio import AudioConfig, MelSpectrogram, load_audio, prepare_audio
+from ..audio import AudioConfig, MelSpectrogram
 from ..config import from_dict, to_dict
 from ..errors import ConfigMismatch
 from ..nn import fold_weight_norm
 from ..weights import load_weights, save_model
+from .base import _MelToAudio
 from .generator import Generator, GeneratorConfig
 from .spectral import SpectralConfig, SpectralGenerator
 
@@ -28,46 +27,6 @@ def architecture_of(config) -> str:
         if isinstance(config, cfg_cls):
             return name
     raise ConfigMismatch(f"no vocoder architecture takes a {type(config).__name__}; known: {', '.join(ARCHITECTURES)}.")
-
-
-class _MelToAudio(nn.Module):
-    """Shared plumbing: input checks, ``resynthesize`` from a file or array."""
-
-    config: AudioConfig
-
-    def _check_mel(self, mel: torch.Tensor) -> torch.Tensor:
-        if not isinstance(mel, torch.Tensor):
-            mel = torch.as_tensor(np.asarray(mel, dtype=np.float32))
-        if mel.dim() == 2:
-            mel = mel.unsqueeze(0)
-        if mel.dim() != 3 or mel.shape[1] != self.config.n_mels or mel.shape[2] < 1:
-            raise ConfigMismatch(
-                f"expected a log-mel of shape [batch, {self.config.n_mels}, frames] or [{self.config.n_mels}, frames], "
-                f"got {list(mel.shape)}."
-            )
-        if not torch.isfinite(mel).all():
-            raise ConfigMismatch("the mel contains NaN or infinite values.")
-        return mel
-
-    @torch.inference_mode()
-    def resynthesize(self, audio: str | os.PathLike | np.ndarray, sr: int | None = None) -> tuple[np.ndarray, int]:
-        """Audio file or array -> mel -> audio. Returns ``(audio [T], sample_rate)``, ``T = frames * hop``."""
-        if isinstance(audio, (str, os.PathLike)):
-            x, _ = load_audio(audio, self.config.sample_rate)
-        else:
-            if sr is None:
-                raise ConfigMismatch("pass the sample rate with an audio array: resynthesize(audio, sr).")
-            x, _ = prepare_audio(audio, sr, self.config.sample_rate)
-        mel = self.mel(torch.from_numpy(x).to(self.device))
-        return self.vocode(mel)[0, 0].float().cpu().numpy(), self.config.sample_rate
-
-    def vocode(self, mel: torch.Tensor) -> torch.Tensor:
-        """Mel -> audio as the user-facing calls run it (``resynthesize``); here the module itself."""
-        return self(mel)
-
-    @property
-    def device(self) -> torch.device:
-        return self.mel.window.device
 
 
 _BUILDING = threading.Lock()
