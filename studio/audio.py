@@ -65,14 +65,6 @@ class AudioConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "AudioConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigMismatch(f"unknown audio settings {sorted(unknown)}; accepted: {sorted(known)}.")
-        return cls(**d)
-
     def check_same(self, other: "AudioConfig", what: str = "model") -> None:
         """Raise ``ConfigMismatch`` unless ``other`` describes the same mel as ``self``."""
         if self != other:
@@ -390,11 +382,3 @@ def save_audio(path: str | os.PathLike, audio: np.ndarray | torch.Tensor, sample
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
-
-
-def frames_to_samples(frames: int, config: AudioConfig) -> int:
-    return frames * config.hop_length
-
-
-def seconds_to_frames(seconds: float, config: AudioConfig) -> int:
-    return int(math.ceil(seconds * config.frame_rate))

@@ -9,14 +9,6 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
 
-def wn_conv1d(*args, **kwargs) -> nn.Conv1d:
-    return weight_norm(nn.Conv1d(*args, **kwargs))
-
-
-def wn_conv_transpose1d(*args, **kwargs) -> nn.ConvTranspose1d:
-    return weight_norm(nn.ConvTranspose1d(*args, **kwargs))
-
-
 def fold_weight_norm(module: nn.Module) -> nn.Module:
     """Replace every weight-norm parametrisation by its plain weight (for inference); returns ``module``."""
     for m in module.modules():

@@ -21,13 +21,19 @@ from torch import nn
 
 from conftest import ROOT, run_cli
 from studio.config import to_dict
-from studio.train.checkpoint import load_checkpoint, save_checkpoint
-from studio.train.loop import CHECKPOINT, checkpoint_step
+from studio.train.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
+from studio.train.loop import CHECKPOINT
 from studio.weights import CheckpointError, atomic_save_tensors, load_tensors
 from test_vocoder import TINY
 
 STEPS, CKPT_EVERY = 30, 3
 ENV = {"OMP_NUM_THREADS": "1"}
+
+
+def checkpoint_step(out_dir) -> int | None:
+    """The step of the run's last complete checkpoint, None when there is none."""
+    p = Path(out_dir) / CHECKPOINT
+    return read_checkpoint_meta(p)["step"] if p.is_file() else None
 
 
 def train_args(data: Path, out: Path, cfg: Path, steps: int = STEPS, *extra) -> list[str]:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ..data import StepSampler, summarize
 from ..errors import StudioError
-from .checkpoint import _rng_state, _set_rng_state, load_checkpoint, read_checkpoint_meta, save_checkpoint
+from .checkpoint import _rng_state, _set_rng_state, load_checkpoint, save_checkpoint
 
 CHECKPOINT = "checkpoint.safetensors"
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -340,8 +340,3 @@ def _main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-def checkpoint_step(out_dir) -> int | None:
-    p = Path(out_dir) / CHECKPOINT
-    return read_checkpoint_meta(p)["step"] if p.is_file() else None
