@@ -1,8 +1,9 @@
 """MelGAN Studio: the MelGAN vocoder, music domain translation and unconditional generation.
 
 Public API: ``AudioConfig``/``MelSpectrogram`` (the one mel), ``load_audio``/``save_audio``, ``Vocoder`` and
-``GriffinLim`` (mel -> audio), ``Translator`` (audio -> audio on another instrument), ``Generator`` (new music from
-the prior; not to be confused with ``studio.vocoder.Generator``, the MelGAN network inside ``Vocoder``).
+``GriffinLim`` (mel -> audio), ``Translator`` (audio -> audio on another instrument), ``MusicGenerator`` (new music
+from the prior; ``Generator`` is its old name, kept as an alias: not ``studio.vocoder.Generator``, the MelGAN network
+inside ``Vocoder``).
 """
 
 from .audio import AudioConfig, MelSpectrogram, load_audio, save_audio
@@ -10,7 +11,7 @@ from .errors import ConfigMismatch, DatasetError, ModelNotFound, StudioError, Un
 
 # The pipelines load on first use (PEP 562): ``import studio.vocoder.spectral`` then needs no more than PyTorch and
 # NumPy (the GPU training script runs on a stock PyTorch image without soundfile, torchaudio or librosa).
-_LAZY = {"Generator": ".generation", "Translator": ".translation", "GriffinLim": ".vocoder", "Vocoder": ".vocoder"}
+_LAZY = {"Generator": ".generation", "MusicGenerator": ".generation.pipeline", "Translator": ".translation", "GriffinLim": ".vocoder", "Vocoder": ".vocoder"}
 
 
 def __getattr__(name):
@@ -21,5 +22,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'studio' has no attribute {name!r}")
 
 __all__ = ["AudioConfig", "MelSpectrogram", "load_audio", "save_audio", "Vocoder", "GriffinLim", "Translator",
-           "Generator", "StudioError", "UnsupportedAudio", "ModelNotFound", "ConfigMismatch", "DatasetError"]
+           "MusicGenerator", "Generator", "StudioError", "UnsupportedAudio", "ModelNotFound", "ConfigMismatch", "DatasetError"]
 __version__ = "0.1.0"

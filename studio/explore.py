@@ -48,12 +48,12 @@ class LatentSpace:
     """``encode(mel [1, n_mels, T]) -> z [1, D, T/down]`` and ``decode(z) -> mel`` of one model."""
 
     def __init__(self, model, target: str | None = None):
-        from .generation.pipeline import Generator
+        from .generation.pipeline import MusicGenerator
         from .translation.pipeline import Translator
 
         self.vocoder = model.vocoder
         self.config = model.config
-        if isinstance(model, Generator):
+        if isinstance(model, MusicGenerator):
             vq = model.vqvae
             self.down = vq.config.down
             self.encode = lambda mel: vq.quantizer.lookup(vq.encode(mel))

@@ -1,4 +1,4 @@
-"""``Generator``: new music from the prior -> VQ-VAE decoder -> mel -> the shared MelGAN vocoder.
+"""``MusicGenerator``: new music from the prior -> VQ-VAE decoder -> mel -> the shared MelGAN vocoder.
 
 A generator model folder holds both networks: ``config.json`` ``{"kind": "generator", "config": {"vqvae": ...,
 "prior": ...}}`` and ``model.safetensors`` with ``vqvae.*`` and ``prior.*`` weights.
@@ -83,7 +83,7 @@ def save_generator(vqvae: VQVAE, prior: Prior, folder, card: str | None = None, 
                                                                         "prior": to_dict(prior.config)}}, card, half)
 
 
-class Generator:
+class MusicGenerator:
     """``generate(seconds=8, temperature=1.0, seed=0, prompt=None) -> (audio, sr)``."""
 
     def __init__(self, vqvae: VQVAE, prior: Prior, vocoder: Vocoder):
@@ -96,7 +96,7 @@ class Generator:
         self.last_info: GenerationInfo | None = None
 
     @classmethod
-    def from_pretrained(cls, name_or_dir=None, vocoder: Vocoder | str | None = None, device="cpu") -> "Generator":
+    def from_pretrained(cls, name_or_dir=None, vocoder: Vocoder | str | None = None, device="cpu") -> "MusicGenerator":
         entry = registry.resolve(name_or_dir or registry.DEFAULTS["generator"], kind="generator")
         vq = VQVAE(from_dict(VQVAEConfig, entry.config["vqvae"]))
         pr = Prior(from_dict(PriorConfig, entry.config["prior"]))
@@ -182,3 +182,7 @@ class Generator:
                 out[k - fade:k] = prompt_audio[k - fade:] * (1 - ramp) + y[k - fade:k] * ramp
             y = out
         return y.astype(np.float32), sr
+
+
+# The old name, kept for existing code (``from studio import Generator``); not ``studio.vocoder.Generator``.
+Generator = MusicGenerator
