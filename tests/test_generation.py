@@ -178,3 +178,10 @@ def test_eval_generate_cli_reports_real_heldout_paper_and_silence(trained, rende
     assert "frechet_real" in r.stdout.splitlines()[0] and "near_silent" in r.stdout
     bad = run_cli("eval", "generate", "--real", tmp_path / "missing", "--model", trained["model"], check=False)
     assert bad.returncode == 2 and "no such folder" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_no_code_sequences_is_a_dataset_error():
+    from studio.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="no code sequences"):
+        CodeDataset([np.zeros(1, dtype=np.int64)], 8)

@@ -102,6 +102,19 @@ def test_ratios_must_multiply_to_hop_and_44k_works():
     assert Generator(cfg)(torch.randn(1, 80, 5)).shape == (1, 1, 5 * 512)
 
 
+def test_a_flag_combination_that_cannot_train_is_a_one_line_studio_error():
+    from dataclasses import replace
+
+    from studio.errors import StudioError
+
+    cfg = replace(TINY, adversarial_from=5, lambda_stft=0.0, lambda_mel=0.0, lambda_sync=0.0)
+    with pytest.raises(StudioError, match="--adversarial-from needs --lambda-stft") as e:
+        VocoderTask(cfg)
+    assert "\n" not in str(e.value)
+    with pytest.raises(StudioError, match="--harmonic-steps needs --harmonic"):
+        VocoderTask(replace(TINY, harmonic_steps=5))
+
+
 def test_wrong_mel_shape_is_a_clear_error():
     v = Vocoder(GeneratorConfig(channels=32))
     with pytest.raises(ConfigMismatch, match=r"\[batch, 80, frames\]"):

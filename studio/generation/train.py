@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from ..audio import MelSpectrogram
 from ..config import to_dict
 from ..data import fixed_clips, read_manifest, read_segment
+from ..errors import DatasetError
 from ..train.loop import Task
 from .prior import Prior, PriorConfig
 from .vqvae import VQVAE, VQVAEConfig
@@ -99,7 +100,7 @@ class CodeDataset(Dataset):
     def __init__(self, sequences: list[torch.Tensor], length: int, seed: int = 0):
         self.seqs = [s for s in sequences if len(s) >= 2]
         if not self.seqs:
-            raise ValueError("no code sequences to train on")
+            raise DatasetError("no code sequences to train on: every piece is shorter than 2 VQ-VAE codes.")
         self.length, self.seed = length, seed
         w = np.array([len(s) for s in self.seqs], dtype=float)
         self.weights = w / w.sum()

@@ -13,6 +13,7 @@ import torch
 from ..audio import MelSpectrogram
 from ..config import to_dict
 from ..data import fixed_clips
+from ..errors import StudioError
 from ..metrics import MultiResolutionSTFTLoss, frame_locked, mel_l1_batch
 from ..train.loop import Task
 from .discriminator import DiscriminatorConfig, MultiScaleDiscriminator
@@ -140,11 +141,11 @@ class VocoderTask(VocoderValidation, Task):
         super().__init__()
         self.freeze_d = self.cpu_channels_last = fast
         if cfg.adversarial_from > 0 and cfg.lambda_stft <= 0 and cfg.lambda_mel <= 0 and cfg.lambda_sync <= 0:
-            raise ValueError("adversarial_from > 0 needs lambda_stft, lambda_mel or lambda_sync > 0: the generator "
-                             "needs a loss before the GAN losses start.")
+            raise StudioError("--adversarial-from needs --lambda-stft, --lambda-mel or --lambda-sync above 0 (config: "
+                              "adversarial_from, lambda_*): the generator needs a loss before the GAN losses start.")
         if cfg.harmonic_steps > 0 and (cfg.generator.harmonic is None or (cfg.lambda_stft <= 0 and cfg.lambda_mel <= 0)):
-            raise ValueError("harmonic_steps > 0 needs an oscillator bank (generator.harmonic) and lambda_stft or "
-                             "lambda_mel > 0: the bank learns from the auxiliary losses.")
+            raise StudioError("--harmonic-steps needs --harmonic (config: generator.harmonic) and --lambda-stft or "
+                              "--lambda-mel above 0: the bank learns from the auxiliary losses.")
         self.cfg = cfg
         self.audio = cfg.generator.audio
         self.nets = {"generator": Generator(cfg.generator), "discriminator": MultiScaleDiscriminator(cfg.discriminator)}
