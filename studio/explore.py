@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .audio import load_audio, prepare_audio
+from .latent import pad_to_multiple
 from .errors import ConfigMismatch, StudioError
 
 MAX_STEPS = 16
@@ -104,9 +105,7 @@ def interpolate(model, a, b, sr_a: int | None = None, sr_b: int | None = None, *
     dev = space.vocoder.device
     mel = space.vocoder.mel(torch.from_numpy(np.stack([xa, xb])).to(dev))  # [2, n_mels, T]
     T = mel.shape[-1]
-    pad = (-T) % space.down
-    if pad:
-        mel = torch.nn.functional.pad(mel, (0, pad), mode="replicate")
+    mel = pad_to_multiple(mel, space.down)
     z = space.encode(mel)  # [2, D, T']
     za, zb = z[:1], z[1:]
     if morph:

@@ -61,6 +61,17 @@ class DilatedBlock(nn.Module):
         return x + self.drop(self.out(self.act(h)))
 
 
+def crop_to_multiple(mel: torch.Tensor, down: int) -> torch.Tensor:
+    """The longest start of ``mel [..., T]`` whose length is a multiple of ``down`` (what ``MelEncoder`` takes)."""
+    return mel[..., : mel.shape[-1] // down * down]
+
+
+def pad_to_multiple(mel: torch.Tensor, down: int) -> torch.Tensor:
+    """``mel [B, n_mels, T]`` with its last frame repeated up to a multiple of ``down`` frames."""
+    pad = (-mel.shape[-1]) % down
+    return torch.nn.functional.pad(mel, (0, pad), mode="replicate") if pad else mel
+
+
 class MelEncoder(nn.Module):
     """Normalised log-mel ``[B, n_mels, T]`` -> latent ``[B, latent, T // down]``. ``T`` must be a multiple of ``down``."""
 

@@ -11,7 +11,7 @@ import torch
 from conftest import ROOT, run_cli
 from studio.data import SegmentDataset
 from studio.errors import StudioError
-from studio.latent import FiLM
+from studio.latent import FiLM, crop_to_multiple, pad_to_multiple
 from studio.nn import chunked
 from studio.train.loop import LoopConfig, Trainer, seed_everything
 from studio.translation import Translator, TranslatorConfig, TranslatorModel, save_translator
@@ -272,3 +272,10 @@ def test_eval_translate_real_cli_without_basic_pitch(tiny_models, rendered, tmp_
     bad = run_cli("eval", "translate", "--paper", paper, "--model", tiny_models[0], "--vocoder", tiny_models[1],
                   check=False)
     assert bad.returncode == 2 and "--paper needs --real" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_mels_are_cropped_or_padded_to_a_multiple_of_down():
+    mel = torch.arange(10.0).reshape(1, 1, 10)
+    assert crop_to_multiple(mel, 4).tolist() == [[[0.0, 1, 2, 3, 4, 5, 6, 7]]]
+    assert pad_to_multiple(mel, 4)[..., 8:].tolist() == [[[8.0, 9, 9, 9]]]  # the last frame repeated
+    assert pad_to_multiple(mel, 5) is mel and crop_to_multiple(mel, 5).shape == mel.shape

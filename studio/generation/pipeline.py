@@ -18,6 +18,7 @@ from .. import registry
 from ..audio import load_audio, prepare_audio
 from ..config import from_dict, to_dict
 from ..errors import ConfigMismatch, ModelNotFound, StudioError
+from ..latent import crop_to_multiple
 from ..nn import chunked
 from ..weights import load_weights, save_model
 from ..vocoder import Vocoder
@@ -119,8 +120,7 @@ class MusicGenerator:
 
     def encode_audio(self, audio: np.ndarray) -> torch.Tensor:
         mel = self.vocoder.mel(torch.from_numpy(audio).to(self.vocoder.device)[None])
-        down = self.vqvae.config.down
-        return self.vqvae.encode(mel[..., : mel.shape[-1] // down * down])
+        return self.vqvae.encode(crop_to_multiple(mel, self.vqvae.config.down))
 
     @torch.inference_mode()
     def codes_to_audio(self, codes: torch.Tensor) -> np.ndarray:

@@ -14,6 +14,7 @@ from ..audio import MelSpectrogram
 from ..config import to_dict
 from ..data import fixed_clips, read_manifest, read_segment
 from ..errors import DatasetError
+from ..latent import crop_to_multiple
 from ..train.loop import Task
 from .prior import Prior, PriorConfig
 from .vqvae import VQVAE, VQVAEConfig
@@ -41,7 +42,7 @@ class VQVAETask(Task):
     def _mel(self, audio: torch.Tensor) -> torch.Tensor:
         self.mel.to(self.device)
         mel = self.mel(audio.to(self.device))
-        return mel[..., : mel.shape[-1] // self.cfg.model.down * self.cfg.model.down]
+        return crop_to_multiple(mel, self.cfg.model.down)
 
     def train_step(self, batch, step):
         with torch.no_grad():
@@ -89,7 +90,7 @@ def encode_corpus(vqvae: VQVAE, root, split: str, domains=("piano",), device="cp
         sr = vqvae.config.audio.sample_rate
         x = read_segment(Path(root) / e.path, 0, int(e.duration * sr), e.sample_rate, sr)
         mel = mel_fn(torch.from_numpy(x).to(device)[None])
-        mel = mel[..., : mel.shape[-1] // vqvae.config.down * vqvae.config.down]
+        mel = crop_to_multiple(mel, vqvae.config.down)
         out.append(vqvae.eval().encode(mel)[0].cpu())
     return out
 

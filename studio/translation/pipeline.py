@@ -16,6 +16,7 @@ from .. import registry
 from ..audio import load_audio, prepare_audio
 from ..config import from_dict, to_dict
 from ..errors import ConfigMismatch, StudioError
+from ..latent import pad_to_multiple
 from ..nn import chunked
 from ..weights import load_weights, save_model
 from ..vocoder import Vocoder
@@ -138,9 +139,7 @@ class Translator:
             raise ConfigMismatch("the mel contains NaN or infinite values.")
         down = self.model.config.down
         T = mel.shape[-1]
-        pad = (-T) % down
-        if pad:
-            mel = torch.nn.functional.pad(mel, (0, pad), mode="replicate")
+        mel = pad_to_multiple(mel, down)
         w = weights.to(mel.device)
         context = -(-self.model.context_frames // down) * down + 2 * down
         out = chunked(lambda m: self.model.decode(self.model.encode(m), w.expand(m.shape[0], -1)), mel,

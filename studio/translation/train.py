@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from ..audio import MelSpectrogram
 from ..config import to_dict
 from ..data import fixed_clips
+from ..latent import crop_to_multiple
 from ..train.loop import Task
 from .augment import random_local_pitch_shift
 from .model import DomainClassifier, GradientReversal, TranslatorConfig, TranslatorModel
@@ -57,7 +58,7 @@ class TranslatorTask(Task):
         cfg, dev = self.cfg, self.device
         self.mel.to(dev)
         model, clf = self.run["model"], self.run["classifier"]
-        crop = lambda m: m[..., : m.shape[-1] // cfg.model.down * cfg.model.down]
+        crop = lambda m: crop_to_multiple(m, cfg.model.down)
         with torch.no_grad():
             mel = crop(self.mel(batch["audio"].to(dev)))
             inp = random_local_pitch_shift(mel, self.audio, max_semitones=cfg.pitch_shift) if cfg.pitch_shift else mel
@@ -98,7 +99,7 @@ class TranslatorTask(Task):
         rec, correct = [], []
         for clip in self.val:
             mel = self.mel(torch.from_numpy(clip["audio"]).to(self.device)[None])
-            mel = mel[..., : mel.shape[-1] // m.config.down * m.config.down]
+            mel = crop_to_multiple(mel, m.config.down)
             d = torch.tensor([m.config.domains.index(clip["domain"])], device=self.device)
             z = m.encode(mel)
             rec.append(F.l1_loss(m.decode(z, d), mel).item())
