@@ -382,3 +382,14 @@ def save_audio(path: str | os.PathLike, audio: np.ndarray | torch.Tensor, sample
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def audio_input(audio: str | os.PathLike | np.ndarray | torch.Tensor, sr: int | None, sample_rate: int, *,
+                missing_sr: str) -> np.ndarray:
+    """What every model takes: a file (``load_audio``) or an array at ``sr`` (``prepare_audio``) -> mono float32
+    ``[T]`` at ``sample_rate``. An array without its rate is a ``ConfigMismatch`` saying ``missing_sr``."""
+    if isinstance(audio, (str, os.PathLike)):
+        return load_audio(audio, sample_rate)[0]
+    if sr is None:
+        raise ConfigMismatch(missing_sr)
+    return prepare_audio(audio, sr, sample_rate)[0]

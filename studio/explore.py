@@ -13,15 +13,14 @@ clip whose weight moves from 0 to 1 over its length.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .audio import load_audio, prepare_audio
-from .latent import pad_to_multiple
+from .audio import audio_input
 from .errors import ConfigMismatch, StudioError
+from .latent import pad_to_multiple
 
 MAX_STEPS = 16
 MAX_SECONDS = 60.0
@@ -74,12 +73,7 @@ class LatentSpace:
 
 
 def _clip(audio, sr, model_sr: int, n: int, what: str) -> np.ndarray:
-    if isinstance(audio, (str, os.PathLike)):
-        x, _ = load_audio(audio, model_sr)
-    else:
-        if sr is None:
-            raise ConfigMismatch(f"pass the sample rate of clip {what} with an audio array.")
-        x, _ = prepare_audio(audio, sr, model_sr)
+    x = audio_input(audio, sr, model_sr, missing_sr=f"pass the sample rate of clip {what} with an audio array.")
     if len(x) == 0:
         raise StudioError(f"clip {what} is empty.")
     if len(x) < n:  # loop a short clip up to the requested length

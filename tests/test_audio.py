@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from studio.audio import AudioConfig, MelSpectrogram, load_audio, prepare_audio, save_audio
-from studio.errors import UnsupportedAudio
+from studio.audio import AudioConfig, MelSpectrogram, audio_input, load_audio, prepare_audio, save_audio
+from studio.errors import ConfigMismatch, UnsupportedAudio
 
 
 def test_mel_matches_librosa_and_frame_count(piano_clip):
@@ -88,3 +88,13 @@ def test_block_by_block_resampling_matches_resampling_the_whole_clip(tmp_path):
     # same signal everywhere, block joins included (edges aside: the two resamplers pad differently)
     err = np.abs(y[100:n - 100] - ref[100:n - 100])
     assert err.max() < 2e-3, err.max()
+
+
+def test_audio_input_takes_a_file_or_an_array_with_its_rate(tmp_path):
+    stereo = np.stack([np.sin(np.linspace(0, 400, 44100)), np.zeros(44100)]).astype(np.float32) * 0.5
+    path = save_audio(tmp_path / "a.wav", stereo, 44100)
+    from_file = audio_input(path, None, 22050, missing_sr="unused")
+    from_array = audio_input(stereo, 44100, 22050, missing_sr="unused")
+    assert from_file.shape == from_array.shape == (22050,) and np.allclose(from_file, from_array, atol=1e-2)  # 16-bit file, block-wise resampling
+    with pytest.raises(ConfigMismatch, match="pass the rate"):
+        audio_input(stereo, None, 22050, missing_sr="pass the rate")

@@ -6,7 +6,6 @@ A generator model folder holds both networks: ``config.json`` ``{"kind": "genera
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 
 from .. import registry
-from ..audio import load_audio, prepare_audio
+from ..audio import audio_input
 from ..config import from_dict, to_dict
 from ..errors import ConfigMismatch, ModelNotFound, StudioError
 from ..latent import crop_to_multiple
@@ -142,12 +141,7 @@ class MusicGenerator:
         n = int(round(seconds * sr))
         prompt_audio, prompt_codes = None, None
         if prompt is not None:
-            if isinstance(prompt, (str, os.PathLike)):
-                prompt_audio, _ = load_audio(prompt, sr)
-            else:
-                if prompt_sr is None:
-                    raise ConfigMismatch("pass prompt_sr with a prompt array.")
-                prompt_audio, _ = prepare_audio(prompt, prompt_sr, sr)
+            prompt_audio = audio_input(prompt, prompt_sr, sr, missing_sr="pass prompt_sr with a prompt array.")
             keep = min(len(prompt_audio), n, int((prompt_seconds or seconds) * sr))
             prompt_audio = prompt_audio[:keep]
             prompt_codes = self.encode_audio(prompt_audio)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..audio import AudioConfig, load_audio, prepare_audio
+from ..audio import AudioConfig, audio_input
 from ..errors import ConfigMismatch
 
 
@@ -35,12 +35,8 @@ class _MelToAudio(nn.Module):
     @torch.inference_mode()
     def resynthesize(self, audio: str | os.PathLike | np.ndarray, sr: int | None = None) -> tuple[np.ndarray, int]:
         """Audio file or array -> mel -> audio. Returns ``(audio [T], sample_rate)``, ``T = frames * hop``."""
-        if isinstance(audio, (str, os.PathLike)):
-            x, _ = load_audio(audio, self.config.sample_rate)
-        else:
-            if sr is None:
-                raise ConfigMismatch("pass the sample rate with an audio array: resynthesize(audio, sr).")
-            x, _ = prepare_audio(audio, sr, self.config.sample_rate)
+        x = audio_input(audio, sr, self.config.sample_rate,
+                        missing_sr="pass the sample rate with an audio array: resynthesize(audio, sr).")
         mel = self.mel(torch.from_numpy(x).to(self.device))
         return self.vocode(mel)[0, 0].float().cpu().numpy(), self.config.sample_rate
 
