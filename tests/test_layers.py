@@ -150,3 +150,15 @@ def test_graph_sees_lazy_and_relative_imports():
     edges = graph()
     assert "studio.errors" in edges["studio.audio"]  # from .errors import ... at module level
     assert "studio.vocoder.streaming" in edges["studio.vocoder.model"]  # inside a method
+
+
+def test_the_readme_layout_names_every_module():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    tree = readme[readme.index("The layout, one line a module"):]
+    tree = tree[tree.index("```text"): tree.index("```\n", tree.index("```text") + 7)]
+    # the first word of each line: a file name, a folder name ending in /, or a path like vocoder/train.py
+    listed = {part for line in tree.splitlines() for word in line.split()[:1] for part in
+              (word.rsplit("/", 1)[-1], word.rsplit("/", 1)[0] + "/")}
+    missing = sorted(str(p.relative_to(PACKAGE)) for p in modules().values()
+                     if p.name not in listed or p.parent.name + "/" not in listed)
+    assert not missing, f"add these modules to the README's layout tree: {missing}"
