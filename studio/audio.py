@@ -351,10 +351,15 @@ def prepare_audio(
     return audio, int(sr)
 
 
+def rms_dbfs(audio: np.ndarray) -> float:
+    """The clip's RMS level in dBFS (an empty clip reads as silence, -240)."""
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if np.size(audio) else 0.0
+    return float(20 * np.log10(rms + 1e-12))
+
+
 def is_silent(audio: np.ndarray, threshold_db: float = -60.0) -> bool:
     """True when the clip's RMS is below ``threshold_db`` dBFS."""
-    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
-    return rms <= 10 ** (threshold_db / 20)
+    return rms_dbfs(audio) <= threshold_db
 
 
 def save_audio(path: str | os.PathLike, audio: np.ndarray | torch.Tensor, sample_rate: int, subtype: str = "PCM_16") -> Path:

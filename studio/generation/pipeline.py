@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .. import registry
-from ..audio import audio_input
+from ..audio import audio_input, rms_dbfs
 from ..config import from_dict, to_dict
 from ..errors import ConfigMismatch, ModelNotFound, StudioError
 from ..latent import crop_to_multiple
@@ -51,10 +51,6 @@ class GenerationInfo:
             return (f"seed {self.seed}: {self.attempts - 1} near-silent draw(s) discarded "
                     f"(the prior's rest mode); kept draw {self.attempts} at {self.rms_dbfs:.1f} dBFS.")
         return None
-
-
-def rms_dbfs(audio: np.ndarray) -> float:
-    return float(20 * np.log10(np.sqrt(np.mean(np.square(audio, dtype=np.float64))) + 1e-12))
 
 
 def save_vqvae(vqvae: VQVAE, folder) -> Path:
