@@ -18,6 +18,7 @@ from scipy.signal import fftconvolve, resample_poly
 
 from studio.audio import load_audio
 from studio.errors import DatasetError, UnsupportedAudio
+from studio.notes import fold_midi
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".aiff", ".aif")
 _PITCH_CLASS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
@@ -69,13 +70,8 @@ class Instrument:
         return max(s.midi for s in self.samples)
 
     def fold(self, midi: int) -> int:
-        """Move a note by octaves into the sampled range (±2 semitones), as an arranger would: the pitch class and
-        the timing stay, so every instrument still plays the same music."""
-        while midi < self.lowest - 2:
-            midi += 12
-        while midi > self.highest + 2:
-            midi -= 12
-        return midi
+        """Move a note by octaves into the sampled range (``studio.notes.fold_midi``: ±2 semitones of slack)."""
+        return fold_midi(midi, self.lowest, self.highest)
 
     def nearest(self, midi: int, velocity: int) -> Sample:
         # pitch first (a wrong timbre region is worse than a wrong loudness), then velocity layer

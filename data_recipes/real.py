@@ -49,6 +49,7 @@ import numpy as np
 from studio.audio import load_audio, save_audio
 from studio.data import Entry, write_manifest
 from studio.errors import DatasetError, UnsupportedAudio
+from studio.notes import notes_path, write_notes, write_ranges
 
 from . import _sampler
 from ._common import assign_splits, finalize_dataset, staging_dir
@@ -292,16 +293,32 @@ def score_notes(source: str, max_seconds: float, rng: np.random.Generator) -> li
     return notes
 
 
-def render_piece(piece: str, source: str, cfg: RealConfig, instruments: dict[str, Instrument]) -> dict[str, np.ndarray]:
-    """One score on every instrument, in one room: instrument -> audio, all of one length (parallel)."""
-    sr = cfg.sample_rate
+LEAD = 0.1  # seconds before a render's first attack (not at sample 0)
+
+
+def piece_notes(piece: str, source: str, cfg: RealConfig) -> tuple[list[Note], np.random.Generator]:
+    """The notes a render of ``piece`` plays (score times + ``LEAD``), and the piece's generator after drawing them."""
     rng = _rng(cfg, "piece", piece)
     notes = score_notes(source, cfg.max_seconds, rng)
+    for n in notes:
+        n.onset += LEAD
+    return notes, rng
+
+
+def notes_array(notes: list[Note], length_s: float) -> np.ndarray:
+    """``studio.notes`` form ``[n, 4]`` (onset, offset, midi, velocity 0..1) of the notes starting in the render."""
+    rows = [[n.onset, n.onset + n.duration, n.midi, n.velocity / 127] for n in notes if n.onset < length_s]
+    return np.array(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def render_piece(piece: str, source: str, cfg: RealConfig,
+                 instruments: dict[str, Instrument]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One score on every instrument, in one room: instrument -> audio, all of one length (parallel), and the notes
+    played (before each instrument folds them into its range: ``studio.notes.fold`` with the dataset's ranges)."""
+    sr = cfg.sample_rate
+    notes, rng = piece_notes(piece, source, cfg)
     if not notes:
         raise DatasetError("no pitched notes")
-    lead = 0.1  # so the first attack is not at sample 0
-    for n in notes:
-        n.onset += lead
     room = Room.draw(rng)
     release = max(i.release for i in instruments.values())
     end = max(n.onset + n.duration for n in notes) + release + 0.5 * room.rt60
@@ -321,13 +338,13 @@ def render_piece(piece: str, source: str, cfg: RealConfig, instruments: dict[str
         if peak > 0.95:
             y *= 0.95 / peak
         out[name] = y
-    return out
+    return out, notes_array(notes, length / sr)
 
 
 _WORKER: dict = {}  # the loaded instruments, inherited by forked workers (loaded once, shared copy-on-write)
 
 
-def _render_job(args) -> tuple[str, dict[str, np.ndarray] | str]:
+def _render_job(args) -> tuple[str, tuple[dict[str, np.ndarray], np.ndarray] | str]:
     piece, source, cfg = args
     try:
         return piece, render_piece(piece, source, cfg, _WORKER["instruments"])
@@ -582,6 +599,8 @@ def build(cfg: RealConfig, progress: bool = True) -> Path:
                     if isinstance(result, str):
                         skipped.append(f"{piece}: {result}")
                         continue
+                    result, played = result
+                    write_notes(notes_path(stage, piece), played)
                     for name, y in result.items():
                         rel = Path("audio") / name / f"{piece.replace('/', '__')}.wav"
                         save_audio(stage / rel, y, cfg.sample_rate)
@@ -606,9 +625,34 @@ def build(cfg: RealConfig, progress: bool = True) -> Path:
         if not entries:
             raise DatasetError("nothing was written: " + "; ".join(skipped[:3]))
         write_manifest(stage, entries)
+        if pieces:
+            write_ranges(stage, {name: (inst.lowest, inst.highest) for name, inst in instruments.items()})
         _credits(stage, used, tracks, bool(pieces))
     finalize_dataset(cfg.out, entries, skipped)
     print("\n".join(_summary(entries)))
+    return cfg.out
+
+
+def add_notes(cfg: RealConfig, progress: bool = True) -> Path:
+    """Write ``notes/`` into a dataset this recipe rendered before notes were saved: the same pieces, seed and
+    ``--max-seconds`` give the same notes (drawn velocities included); ``--samples`` gives each instrument's range."""
+    from tqdm import tqdm
+
+    from studio.data import read_manifest
+    from .render import list_pieces
+
+    if cfg.samples is None:
+        raise DatasetError("--notes-only needs --samples (the instruments' ranges).")
+    instruments, _ = load_instruments(cfg, cfg.samples)
+    rendered = {e.piece: e.duration for e in read_manifest(cfg.out) if e.domain in instruments}
+    pieces = [(p, src) for p, src in list_pieces(cfg) if p in rendered]
+    if not pieces:
+        raise DatasetError(f"{cfg.out}: no rendered pieces of this recipe in its manifest.")
+    for piece, source in tqdm(pieces, desc="notes", disable=not progress):
+        notes, _ = piece_notes(piece, source, cfg)
+        write_notes(notes_path(cfg.out, piece), notes_array(notes, rendered[piece]))
+    write_ranges(cfg.out, {name: (inst.lowest, inst.highest) for name, inst in instruments.items()})
+    print(f"notes of {len(pieces)} pieces written to {cfg.out / 'notes'}")
     return cfg.out
 
 
@@ -628,11 +672,16 @@ def main(argv=None) -> int:
     p.add_argument("--license", default="", help="licence of recordings that carry no licence file")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--notes-only", action="store_true",
+                   help="add notes/ to the dataset at --out (rendered earlier with the same --max-pieces, "
+                        "--max-seconds, --sources and --seed); needs --samples")
     a = p.parse_args(argv)
     cfg = RealConfig(out=a.out, samples=a.samples, recordings=tuple(a.recordings), fetch=a.fetch, cache=a.cache,
                      debs=tuple(a.debs), instruments=tuple(a.instruments) if a.instruments else None,
                      max_pieces=a.max_pieces, max_seconds=a.max_seconds, segment_seconds=a.segment_seconds,
                      workers=a.workers, seed=a.seed, license=a.license, corpus_sources=tuple(a.sources))
+    if a.notes_only:
+        return run(add_notes, cfg)
     return run(build, cfg)
 
 

@@ -2,7 +2,8 @@
 FluidSynth and a General-MIDI SoundFont into several instruments from the *same* score.
 
 Every piece is rendered once per instrument with identical notes and timing, cut to one common span, so the
-instruments are parallel (same duration, same notes, different timbre). Splits are made by piece.
+instruments are parallel (same duration, same notes, different timbre). Splits are made by piece. The notes
+played go to ``notes/<piece>.csv`` (``studio.notes``; not with ``--transpose``), for the notes translator.
 
     python -m data_recipes.render --out data/render            # the default dataset
     python -m data_recipes.render --out data/piano --instruments piano --max-pieces 60
@@ -26,6 +27,7 @@ import numpy as np
 from studio.audio import save_audio
 from studio.data import Entry, write_manifest
 from studio.errors import DatasetError
+from studio.notes import notes_path, write_notes, write_ranges
 
 from ._common import assign_splits, finalize_dataset, staging_dir
 from ._corpus import run
@@ -106,8 +108,10 @@ def _score(source: str, transpose: int):
     return s
 
 
-def render_piece(piece: str, source: str, transpose: int, cfg: RenderConfig, workdir: Path) -> dict[str, np.ndarray]:
-    """Render one score on every instrument; returns instrument -> audio, all of one length (parallel)."""
+def render_piece(piece: str, source: str, transpose: int, cfg: RenderConfig,
+                 workdir: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Render one score on every instrument; returns instrument -> audio, all of one length (parallel), and the notes
+    played (``studio.notes`` form, times in the renders)."""
     from music21 import instrument
 
     s = _score(source, transpose)
@@ -125,7 +129,18 @@ def render_piece(piece: str, source: str, transpose: int, cfg: RenderConfig, wor
         if x is None:
             raise DatasetError(f"fluidsynth produced no audio for {piece} ({name}).")
         audio[name] = x
-    return _make_parallel(audio, cfg)
+    audio, start = _make_parallel(audio, cfg)
+    return audio, _midi_notes(mid, start / cfg.sample_rate, len(next(iter(audio.values()))) / cfg.sample_rate)
+
+
+def _midi_notes(mid: Path, offset: float, length: float) -> np.ndarray:
+    """The notes of a MIDI file as ``studio.notes`` rows, shifted by ``-offset`` s, those sounding in ``[0, length)``."""
+    import pretty_midi
+
+    rows = [[n.start - offset, n.end - offset, n.pitch, n.velocity / 127]
+            for inst in pretty_midi.PrettyMIDI(str(mid)).instruments if not inst.is_drum for n in inst.notes]
+    rows = sorted(r for r in rows if r[1] > 0 and r[0] < length)
+    return np.array(rows, dtype=np.float64).reshape(-1, 4)
 
 
 def _fluidsynth(mid: Path, cfg: RenderConfig, seconds: float) -> np.ndarray | None:
@@ -150,8 +165,9 @@ def _fluidsynth(mid: Path, cfg: RenderConfig, seconds: float) -> np.ndarray | No
     return x.mean(axis=1)
 
 
-def _make_parallel(audio: dict[str, np.ndarray], cfg: RenderConfig) -> dict[str, np.ndarray]:
-    """Cut every instrument to the same span (union of their non-silent parts), capped at ``max_seconds``."""
+def _make_parallel(audio: dict[str, np.ndarray], cfg: RenderConfig) -> tuple[dict[str, np.ndarray], int]:
+    """Cut every instrument to the same span (union of their non-silent parts), capped at ``max_seconds``; returns
+    the cut audio and the span's first sample."""
     import librosa
 
     spans = [librosa.effects.trim(x, top_db=50)[1] for x in audio.values()]
@@ -174,10 +190,10 @@ def _make_parallel(audio: dict[str, np.ndarray], cfg: RenderConfig) -> dict[str,
         if peak > 0.95:
             y *= 0.95 / peak
         out[name] = y
-    return out
+    return out, start
 
 
-def _work(args) -> tuple[str, int, dict[str, np.ndarray] | str]:
+def _work(args) -> tuple[str, int, tuple[dict[str, np.ndarray], np.ndarray] | str]:
     piece, source, transpose, cfg = args
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -207,6 +223,9 @@ def build(cfg: RenderConfig, progress: bool = True) -> Path:
                 skipped.append(f"{piece}: {result}")
                 continue
             variant = piece if t == 0 else f"{piece}_t{t:+d}"
+            result, played = result
+            if cfg.transpose == (0,):  # notes are kept per piece: only when each piece is rendered once
+                write_notes(notes_path(stage, piece), played)
             for name, y in result.items():
                 rel = Path("audio") / name / f"{variant.replace('/', '__')}.wav"
                 save_audio(stage / rel, y, cfg.sample_rate)
@@ -215,6 +234,8 @@ def build(cfg: RenderConfig, progress: bool = True) -> Path:
         if not entries:
             raise DatasetError("every piece failed to render: " + "; ".join(skipped[:3]))
         write_manifest(stage, entries)
+        if cfg.transpose == (0,):  # a General MIDI SoundFont plays every key: nothing is folded
+            write_ranges(stage, {name: (0, 127) for name in cfg.instruments})
     finalize_dataset(cfg.out, entries, skipped)
     return cfg.out
 

@@ -35,6 +35,9 @@ from .plots import figure_png, mel_figure
 MODEL_RATE = AudioConfig().sample_rate  # every shipped model's (each checks its AudioConfig on load)
 MAX_DECODED_MB = 256  # one decoded upload at most (300 s of 44.1 kHz stereo for Demucs is 101 MB)
 SESSION_PREFIX = "studio-session-"
+# the Translate tab's register choice -> Translator's ``register``
+REGISTERS = {"Fold into its range": "fold", "Keep the original octaves": "keep"}
+REGISTER_CHOICES = tuple(REGISTERS)
 
 
 @dataclass
@@ -314,8 +317,8 @@ class Studio:
         return (f"A {seconds:.1f} s clip: translating it takes {when} on this machine "
                 f"(measured here: {1 / self._seconds_per_second:.1f}× real time; longer while others use it).")
 
-    def translate(self, path, target, use_stem, stem, blend_with, blend, progress=gr.Progress(),
-                  request: gr.Request = None):
+    def translate(self, path, target, use_stem, stem, blend_with, blend, register=REGISTER_CHOICES[0],
+                  progress=gr.Progress(), request: gr.Request = None):
         session = session_of(request)
         progress(0.05, desc="loading")
         audio, sr = self.load(path, stem=bool(use_stem), session=session)
@@ -333,7 +336,8 @@ class Studio:
         start = time.perf_counter()
         try:
             y, out_sr = t(audio, sr, target=target, stem=stem if use_stem else None, demucs=demucs,
-                          blend_with=blend_with if blend > 0 else None, blend=blend)
+                          blend_with=blend_with if blend > 0 else None, blend=blend,
+                          register=REGISTERS.get(register, register))
         except StudioError as e:
             raise user_error(str(e)) from None
         seconds = time.perf_counter() - start
@@ -582,6 +586,10 @@ def build(studio: Studio) -> gr.Blocks:
                                                  info=stem_reason or "Separates the mixture before translating.")
                         t_stem = gr.Dropdown(["other", "bass", "vocals", "drums"], value="other", label="Stem",
                                              interactive=stem_reason is None)
+                        t_register = gr.Radio(list(REGISTER_CHOICES), value=REGISTER_CHOICES[0],
+                                              label="Notes the instrument cannot reach",
+                                              info="Fold moves them by octaves into its range, as an arranger "
+                                                   "would; keep plays them where they are.")
                     t_go = gr.Button("Translate", variant="primary")
                     if not domains:
                         gr.Markdown("No translator model is installed: see the Models tab.")
@@ -602,7 +610,7 @@ def build(studio: Studio) -> gr.Blocks:
             t_in.change(on_clip, [t_in, t_target], [t_target], **private).then(
                 studio.estimate, [t_in], [t_eta], api_visibility="private", concurrency_id="estimate",
                 show_progress="minimal")
-            t_go.click(studio.translate, [t_in, t_target, t_use_stem, t_stem, t_blend_with, t_blend],
+            t_go.click(studio.translate, [t_in, t_target, t_use_stem, t_stem, t_blend_with, t_blend, t_register],
                        [t_out, t_fig, t_info, t_files], api_name="translate")
             ti_go.click(studio.interpolate_translator, ti_inputs + [t_target], ti_outputs,
                         api_name="interpolate_translator")

@@ -199,17 +199,30 @@ def _plan(a, task, dataset) -> int:
 
 def cmd_train_translator(a) -> int:
     from .data import SegmentDataset, read_manifest
+    from .notes import read_ranges
     from .translation.train import TranslatorTask, TranslatorTrainConfig
 
     def build(cfg):
-        domains = tuple(a.domains) if a.domains else tuple(sorted({e.domain for e in read_manifest(a.data, "train")}))
-        model = replace(cfg.model, domains=domains, channels=a.channels or cfg.model.channels)
+        mode = a.mode or cfg.model.mode
+        ranges = read_ranges(a.data) if mode == "notes" else {}
+        if a.domains:
+            domains = tuple(a.domains)
+        else:  # notes mode: the rendered domains (those with notes), not recordings
+            domains = tuple(sorted({e.domain for e in read_manifest(a.data, "train")
+                                    if mode != "notes" or e.domain in ranges}))
+        if mode == "notes" and set(domains) - set(ranges):
+            raise StudioError(f"{a.data} has no notes for {sorted(set(domains) - set(ranges))}: the notes mode trains "
+                              "on parallel renders with their notes (data_recipes.real; --notes-only adds them).")
+        model = replace(cfg.model, mode=mode, domains=domains, channels=a.channels or cfg.model.channels,
+                        down=None if a.mode else cfg.model.down,
+                        dilations=tuple(a.dilations) if a.dilations else cfg.model.dilations,
+                        ranges=tuple(ranges[d] for d in domains) if mode == "notes" else ())
         if a.init:  # fine-tuning: the architecture and domains are the initial model's
             from .config import from_dict
             from .registry import resolve
             from .translation.model import TranslatorConfig
 
-            model = from_dict(TranslatorConfig, resolve(a.init, kind="translator").config)
+            model = from_dict(TranslatorConfig, {"mode": "universal", **resolve(a.init, kind="translator").config})
         return replace(cfg, model=model, confusion=cfg.confusion if a.confusion is None else a.confusion,
                        segment_length=a.segment_length or cfg.segment_length, lr=a.lr or cfg.lr,
                        parallel=cfg.parallel if a.parallel is None else a.parallel)
@@ -222,10 +235,13 @@ def cmd_train_translator(a) -> int:
             task.nets["model"].load_state_dict(load_translator_model(a.init)[0].state_dict())
         return task
 
-    return _run_task(a, make_task, TranslatorTrainConfig, build,
-                     lambda cfg: SegmentDataset(a.data, cfg.model.audio, cfg.segment_length, "train",
-                                                domains=list(cfg.model.domains), seed=a.seed,
-                                                parallel=cfg.parallel > 0))
+    def dataset(cfg):
+        notes = cfg.model.mode == "notes"
+        return SegmentDataset(a.data, cfg.model.audio, cfg.segment_length, "train", domains=list(cfg.model.domains),
+                              seed=a.seed, parallel=notes or cfg.parallel > 0, notes=notes,
+                              augment_notes=cfg.augment_notes)
+
+    return _run_task(a, make_task, TranslatorTrainConfig, build, dataset)
 
 
 def cmd_train_vqvae(a) -> int:
@@ -379,7 +395,7 @@ def cmd_translate(a) -> int:
     t = Translator.from_pretrained(a.model, vocoder=a.vocoder)
     x, x_sr = _load_sound(a.input, t.sample_rate if a.stem is None else 44100, mono=a.stem is None)
     audio, sr = t(x, x_sr, target=a.to, stem=a.stem, blend_with=a.blend_with, blend=a.blend,
-                  match_level=a.match_level)
+                  match_level=a.match_level, register=a.register)
     save_audio(a.output, audio, sr)
     print(f"wrote {a.output} ({len(audio) / sr:.2f} s at {sr} Hz): {a.input} as {a.to}")
     return 0
@@ -399,7 +415,11 @@ def cmd_eval_translate(a) -> int:
     t = Translator.from_pretrained(a.model, vocoder=a.vocoder)
     results = {}
     if a.data:
-        results["held-out renders"] = evaluate_translator(t, a.data, a.split, a.seconds, a.max_pieces)
+        sources, targets = a.sources or t.domains, a.targets or t.domains
+        for d in sources + targets:
+            t.domain_weights(d)  # an unknown instrument: one line naming the available ones
+        pairs = [(s, g) for s in sources for g in targets if s != g]
+        results["held-out renders"] = evaluate_translator(t, a.data, a.split, a.seconds, a.max_pieces, pairs)
     if a.real:
         results[f"real clips: {a.real}"] = evaluate_translator_real(t, a.real, a.targets or t.domains, a.seconds,
                                                                     a.paper)
@@ -515,7 +535,12 @@ def _add_train_parsers(train, plan: bool) -> None:
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_loop_args(tt, max_steps=20_000, batch=16, plan=plan)
     g = tt.add_argument_group("translator")
-    g.add_argument("--domains", nargs="+", default=None, help="domains to learn (default: all in the manifest)")
+    g.add_argument("--mode", choices=("notes", "universal"), default=None,
+                   help="notes (default): transcribed notes + loudness -> target mel, trained on parallel renders with "
+                        "their notes; universal: Mor et al.'s encoder with domain confusion")
+    g.add_argument("--dilations", type=int, nargs="+", default=None, help="dilations of each conv stack")
+    g.add_argument("--domains", nargs="+", default=None,
+                   help="domains to learn (default: all in the manifest; notes mode: all with notes)")
     g.add_argument("--confusion", type=float, default=None, help="domain-confusion weight (0.01; 0 = off)")
     g.add_argument("--parallel", type=float, default=None,
                    help="fraction of each batch trained to translate to the same window rendered on another "
@@ -608,6 +633,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--blend", type=float, default=0.0, help="0 = only --to, 1 = only --blend-with")
     t.add_argument("--no-match-level", dest="match_level", action="store_false",
                    help="keep the decoder's own level (default: as loud as the input, peak-limited)")
+    t.add_argument("--register", choices=("fold", "keep"), default="fold",
+                   help="notes outside the target instrument's range: fold = move them by octaves into it (as an "
+                        "arranger would); keep = play them where they are")
     t.set_defaults(func=cmd_translate)
 
     ev = sub.add_parser("eval", help="measure a model on held-out data").add_subparsers(dest="what", required=True)
@@ -615,8 +643,9 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--data", default=None, help="a rendered (parallel) dataset")
     et.add_argument("--real", default=None, help="a folder of recordings (e.g. ../shared/audio/music): chroma "
                     "agreement with the source, level difference and note F1 per target")
-    et.add_argument("--targets", nargs="+", default=None, help="with --real: instruments to translate to "
-                    "(default: all)")
+    et.add_argument("--targets", nargs="+", default=None, help="instruments to translate to (default: all)")
+    et.add_argument("--sources", nargs="+", default=None,
+                    help="with --data: the renders' instruments to translate from (default: all)")
     et.add_argument("--paper", default=None, help="with --real: folders <source>_to_<target> of the paper's "
                     "translations of the same clip numbers, scored as anchor rows")
     et.add_argument("--split", default="test")

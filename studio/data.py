@@ -22,6 +22,7 @@ from torch.utils.data import Dataset, Sampler
 
 from .audio import AudioConfig
 from .errors import DatasetError
+from .notes import augment, fold, notes_path, piano_roll, read_notes, read_ranges, window
 
 MANIFEST = "manifest.csv"
 SPLITS = ("train", "valid", "test")
@@ -122,10 +123,14 @@ class SegmentDataset(Dataset):
     worker or process reading it. ``domains`` fixes the domain -> index mapping (default: sorted names).
     ``parallel``: also ``"target_audio"``/``"target_domain"``, the same window of the same piece on another domain
     (parallel renders of one score are sample-aligned); the item itself when the piece has no other domain.
+    ``notes``: also ``"roll"`` ``[2, 88, segment // hop]`` (``studio.notes.piano_roll``), the notes the target plays in
+    the window (folded into its range as its render folded them; ``augment_notes``: jittered as a transcription would
+    be, ``studio.notes.augment``). Needs the dataset's ``notes/`` folder (``data_recipes.real``).
     """
 
     def __init__(self, root, config: AudioConfig, segment_length: int, split: str = "train",
-                 domains: list[str] | None = None, seed: int = 0, min_rms: float = 1e-3, parallel: bool = False):
+                 domains: list[str] | None = None, seed: int = 0, min_rms: float = 1e-3, parallel: bool = False,
+                 notes: bool = False, augment_notes: bool = True):
         self.root = Path(root)
         self.entries = read_manifest(root, split, domains)
         self.config = config
@@ -140,6 +145,14 @@ class SegmentDataset(Dataset):
         for e in self.entries:
             if e.piece:
                 self.by_piece.setdefault(e.piece, []).append(e)
+        self.notes, self.augment_notes = notes, augment_notes
+        self.ranges = read_ranges(root) if notes else {}
+        if notes:
+            missing = sorted({e.piece for e in self.entries if not notes_path(root, e.piece).is_file()})
+            if missing:
+                raise DatasetError(f"{root}: no notes for {len(missing)} pieces (e.g. {missing[0]}); domains with "
+                                   "notes are the rendered ones (data_recipes.real writes notes/).")
+        self._notes: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
         return 2**62  # indices come from the sampler; sampling is by index, not by enumeration
@@ -161,7 +174,21 @@ class SegmentDataset(Dataset):
                 t = others[rng.integers(len(others))]
                 y = read_segment(self.root / t.path, start, self.segment_length, t.sample_rate, self.config.sample_rate)
             item.update(target_audio=torch.from_numpy(y)[None], target_domain=self.domains.index(t.domain))
+        if self.notes:
+            t = t if self.parallel else e
+            played = self.window_notes(t.piece, t.domain, start / self.config.sample_rate,
+                                       self.segment_length / self.config.sample_rate)
+            if self.augment_notes:
+                played = augment(played, rng)
+            item["roll"] = torch.from_numpy(piano_roll(played, self.segment_length // self.config.hop_length, self.config))
         return item
+
+    def window_notes(self, piece: str, domain: str, start: float, seconds: float) -> np.ndarray:
+        """The notes ``domain``'s render of ``piece`` plays in ``[start, start + seconds)``, times from ``start``."""
+        if piece not in self._notes:
+            self._notes[piece] = read_notes(notes_path(self.root, piece))
+        lo, hi = self.ranges.get(domain, (0, 127))
+        return window(fold(self._notes[piece], lo, hi), start, start + seconds)
 
 
 class StepSampler(Sampler):
@@ -234,5 +261,23 @@ def parallel_clips(root, config: AudioConfig, split: str = "test", domains: list
         if n > length:
             energy = np.convolve(ref**2, np.ones(length), "valid")[:: config.hop_length]
             start = int(np.argmax(energy)) * config.hop_length
-        out.append({"piece": piece, "clips": {d: x[start: start + length] for d, x in full.items()}})
+        out.append({"piece": piece, "start": start / config.sample_rate,
+                    "clips": {d: x[start: start + length] for d, x in full.items()}})
+    return out
+
+
+def note_clips(root, config: AudioConfig, split: str = "valid", domains: list[str] | None = None,
+               seconds: float = 3.0, max_pieces: int = 6) -> list[dict]:
+    """Deterministic (source, target) pairs of parallel renders with the target's notes, for the notes translator:
+    ``[{"piece", "source", "target", "source_domain", "target_domain", "roll"}]``; piece ``i`` pairs domain ``i`` with
+    a domain ``n // 2 + 1`` places on (all pairs turn up across pieces)."""
+    domains = sorted(domains or {e.domain for e in read_manifest(root, split)})
+    ds = SegmentDataset(root, config, int(seconds * config.sample_rate), split, domains, notes=True, augment_notes=False)
+    out = []
+    for i, p in enumerate(parallel_clips(root, config, split, domains, seconds, max_pieces)):
+        a, b = domains[i % len(domains)], domains[(i + len(domains) // 2 + 1) % len(domains)]
+        x, y = p["clips"][a], p["clips"][b]
+        played = ds.window_notes(p["piece"], b, p["start"], len(y) / config.sample_rate)
+        out.append({"piece": p["piece"], "source": x, "target": y, "source_domain": a, "target_domain": b,
+                    "roll": piano_roll(played, len(y) // config.hop_length, config)})
     return out

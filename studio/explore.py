@@ -45,7 +45,8 @@ class Interpolation:
 
 
 class LatentSpace:
-    """``encode(mel [1, n_mels, T]) -> z [1, D, T/down]`` and ``decode(z) -> mel`` of one model."""
+    """``encode(mel [B, n_mels, T], audio [B, n]) -> z [B, D, T/down]`` and ``decode(z) -> mel`` of one model (the
+    audio is what the notes translator transcribes; the others read the mel only)."""
 
     def __init__(self, model, target: str | None = None):
         from .generation.pipeline import MusicGenerator
@@ -56,7 +57,7 @@ class LatentSpace:
         if isinstance(model, MusicGenerator):
             vq = model.vqvae
             self.down = vq.config.down
-            self.encode = lambda mel: vq.quantizer.lookup(vq.encode(mel))
+            self.encode = lambda mel, audio: vq.quantizer.lookup(vq.encode(mel))
             self.decode = lambda z: vq._to_mel(vq.decoder(z))
             self.name = f"{model.name} (VQ-VAE latents)"
         elif isinstance(model, Translator):
@@ -65,9 +66,14 @@ class LatentSpace:
             w = model.domain_weights(target)
             m = model.model
             self.down = m.config.down
-            self.encode = m.encode
             self.decode = lambda z: m.decode(z, w.expand(z.shape[0], -1).to(z.device))
-            self.name = f"{model.name} (universal encoder, decoded as {target})"
+            if m.config.mode == "notes":  # the latent of each clip's transcribed notes and loudness
+                self.encode = lambda mel, audio: m.encode(torch.cat(
+                    [model.note_features(model.transcribe(x), mel[i:i + 1], target) for i, x in enumerate(audio)]))
+                self.name = f"{model.name} (note encoder, decoded as {target})"
+            else:
+                self.encode = lambda mel, audio: m.encode(mel)
+                self.name = f"{model.name} (universal encoder, decoded as {target})"
         else:
             raise ConfigMismatch(f"cannot explore a {type(model).__name__}: give a Generator or a Translator.")
 
@@ -100,7 +106,7 @@ def interpolate(model, a, b, sr_a: int | None = None, sr_b: int | None = None, *
     mel = space.vocoder.mel(torch.from_numpy(np.stack([xa, xb])).to(dev))  # [2, n_mels, T]
     T = mel.shape[-1]
     mel = pad_to_multiple(mel, space.down)
-    z = space.encode(mel)  # [2, D, T']
+    z = space.encode(mel, [xa, xb])  # [2, D, T']
     za, zb = z[:1], z[1:]
     if morph:
         alphas = [0.0, 1.0]

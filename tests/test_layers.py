@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "studio"
 # matching pattern wins (so a model package's ``train`` module is in the train layer, not with its model).
 LAYERS = [
     ("base", ["studio", "studio.errors", "studio.config", "studio.audio", "studio.nn", "studio.latent",
-              "studio.registry", "studio.weights", "studio.metrics", "studio.data"]),
+              "studio.registry", "studio.weights", "studio.metrics", "studio.notes", "studio.data"]),
     ("models", ["studio.vocoder", "studio.vocoder.*", "studio.translation", "studio.translation.*",
                 "studio.generation", "studio.generation.*", "studio.separation", "studio.baselines"]),
     ("pipelines", ["studio.explore", "studio.evaluate", "studio.export", "studio.plots"]),

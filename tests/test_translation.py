@@ -18,7 +18,8 @@ from studio.translation import Translator, TranslatorConfig, TranslatorModel, sa
 from studio.translation.train import TranslatorTask, TranslatorTrainConfig
 from studio.vocoder import GeneratorConfig, Vocoder
 
-TINY = TranslatorConfig(domains=("piano", "violin"), channels=48, latent=16, dilations=(1, 2, 4), domain_dim=16)
+TINY = TranslatorConfig(domains=("piano", "violin"), channels=48, latent=16, dilations=(1, 2, 4), domain_dim=16,
+                        mode="universal")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,11 @@
-"""Universal music translation on mels (after Mor et al. 2019, decoded by MelGAN as in Kumar et al. 2019).
+"""Music translation on mels, two modes; both decoded by the shared MelGAN vocoder (Kumar et al. 2019).
 
-One encoder shared by all domains; a domain-confusion classifier on its latent, trained adversarially through
+``notes`` (the default): the source's notes, transcribed (basic-pitch; exact score notes in training), as a piano
+roll, with the source's loudness contour, into ONE decoder conditioned on the target instrument, trained on parallel
+renders (the same score on every instrument) to produce the target's mel. The notes are kept by construction: the
+decoder never sees the source's timbre, only what is played and how loud.
+
+``universal`` (after Mor et al. 2019): one encoder shared by all domains; a domain-confusion classifier on its latent, trained adversarially through
 gradient reversal so that the latent carries the notes rather than the instrument; and ONE decoder conditioned on a
 learned domain embedding (FiLM), where the original uses one WaveNet decoder per domain. Why: the decoders of all
 instruments share how notes become spectra, so one conditioned decoder needs less data per domain, keeps the
@@ -16,7 +21,20 @@ import torch
 from torch import nn
 
 from ..audio import AudioConfig
+from ..errors import ConfigMismatch
 from ..latent import MelDecoder, MelEncoder, denormalize_mel, normalize_mel, receptive_frames
+from ..notes import PITCHES
+
+
+MODES = ("notes", "universal")
+NOTE_FEATURES = 2 * PITCHES + 1  # piano roll (sounding, onsets) + loudness
+
+
+def loudness(mel: torch.Tensor, range_log10: float = 3.0) -> torch.Tensor:
+    """Log-mel ``[B, n_mels, T]`` -> ``[B, 1, T]`` in [0, 1]: frame energy relative to the loudest frame of the input
+    (1 = loudest, 0 = 60 dB below or less). Relative, so a recording's gain does not matter."""
+    level = torch.logsumexp(mel * math.log(10), dim=1, keepdim=True) / math.log(10)
+    return ((level - level.amax(dim=-1, keepdim=True)) / range_log10 + 1).clamp(0, 1)
 
 
 @dataclass(frozen=True)
@@ -25,10 +43,22 @@ class TranslatorConfig:
     domains: tuple[str, ...] = ("piano", "violin")
     channels: int = 256
     latent: int = 64
-    down: int = 2  # latent frame rate = mel frame rate / down (43 Hz at 22.05 kHz)
+    down: int | None = None  # latent frame rate = mel frame rate / down; None: 1 for notes, 2 (43 Hz) for universal
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)
     domain_dim: int = 64
     dropout: float = 0.0
+    mode: str = "notes"  # notes | universal (see the module docstring)
+    # notes mode: each domain's sampled range (lowest, highest MIDI), in ``domains`` order, for octave folding
+    ranges: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ConfigMismatch(f"translator mode must be one of {', '.join(MODES)}, got {self.mode!r}.")
+        object.__setattr__(self, "ranges", tuple(tuple(int(v) for v in r) for r in self.ranges))
+        if self.ranges and len(self.ranges) != len(self.domains):
+            raise ConfigMismatch(f"{len(self.ranges)} ranges for {len(self.domains)} domains.")
+        if self.down is None:
+            object.__setattr__(self, "down", 1 if self.mode == "notes" else 2)
 
 
 class GradientReversal(torch.autograd.Function):
@@ -58,13 +88,16 @@ class DomainClassifier(nn.Module):
 
 
 class TranslatorModel(nn.Module):
-    """Log-mel ``[B, n_mels, T]`` (T a multiple of ``down``) -> latent -> log-mel for a target domain."""
+    """``universal``: log-mel ``[B, n_mels, T]`` (T a multiple of ``down``) -> latent -> log-mel for a target domain.
+    ``notes``: note features ``[B, NOTE_FEATURES, T]`` (``note_features``) -> latent -> log-mel for a target domain
+    (``down`` is 1: the notes are already at the frame rate)."""
 
     def __init__(self, config: TranslatorConfig = TranslatorConfig()):
         super().__init__()
         c = config
         self.config = c
-        self.encoder = MelEncoder(c.audio.n_mels, c.channels, c.latent, c.down, c.dilations, c.dropout)
+        inputs = NOTE_FEATURES if c.mode == "notes" else c.audio.n_mels
+        self.encoder = MelEncoder(inputs, c.channels, c.latent, c.down, c.dilations, c.dropout)
         self.decoder = MelDecoder(c.audio.n_mels, c.channels, c.latent, c.down, c.dilations, c.domain_dim)
         self.domain_embedding = nn.Embedding(len(c.domains), c.domain_dim)
 
@@ -74,8 +107,14 @@ class TranslatorModel(nn.Module):
         d = self.config.down
         return receptive_frames(self.config.dilations) + 2 + d * (receptive_frames(self.config.dilations) + 2) + 2 * d
 
-    def encode(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.encoder(normalize_mel(mel))
+    @staticmethod
+    def note_features(roll: torch.Tensor, loud: torch.Tensor) -> torch.Tensor:
+        """Roll ``[B, 2, 88, T]`` (``studio.notes.piano_roll``) + loudness ``[B, 1, T]`` -> ``[B, NOTE_FEATURES, T]``."""
+        return torch.cat([roll.flatten(1, 2), loud], dim=1)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``universal``: a log-mel; ``notes``: note features."""
+        return self.encoder(x if self.config.mode == "notes" else normalize_mel(x))
 
     def domain_vector(self, weights: torch.Tensor) -> torch.Tensor:
         """``[B, n_domains]`` mixture weights -> ``[B, domain_dim]`` embedding (one-hot = one instrument)."""

@@ -1,7 +1,9 @@
 """``Translator``: audio on one instrument -> the same notes on another, through the shared MelGAN vocoder.
 
-audio -> (optional Demucs stem) -> mel (the shared AudioConfig) -> encoder -> latent -> decoder(target) -> mel
--> Vocoder -> audio. Long inputs are processed in overlapping chunks (seamless, bounded memory).
+notes mode (the default model): audio -> (optional Demucs stem) -> notes (basic-pitch) folded into the target's
+range + loudness (from the mel) -> decoder(target) -> mel -> Vocoder -> audio. universal mode (Mor et al.): audio ->
+mel (the shared AudioConfig) -> encoder -> latent -> decoder(target) -> mel -> Vocoder -> audio. Long inputs are
+processed in overlapping chunks (seamless, bounded memory).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..vocoder import Vocoder
 from .model import TranslatorConfig, TranslatorModel
 
 CHUNK_FRAMES = 1024  # mel frames per chunk (~12 s at 22.05 kHz / hop 256)
+REGISTERS = ("fold", "keep")  # notes outside the target's range: moved by octaves into it, or played where they are
 PEAK_CEILING = 0.98  # -0.18 dBFS: headroom so 16-bit export and resampling never clip
 MAX_GAIN_DB = 30.0  # a near-silent translation is not boosted into loud noise
 
@@ -80,7 +83,8 @@ def save_translator(model: TranslatorModel, folder: str | os.PathLike, card: str
 
 def load_translator_model(name_or_dir=None, device="cpu") -> tuple[TranslatorModel, registry.ModelEntry]:
     entry = registry.resolve(name_or_dir or registry.DEFAULTS["translator"], kind="translator")
-    model = TranslatorModel(from_dict(TranslatorConfig, entry.config))
+    config = {"mode": "universal", **entry.config}  # models saved before the notes mode are universal ones
+    model = TranslatorModel(from_dict(TranslatorConfig, config))
     try:
         model.load_state_dict(load_weights(entry.weights))
     except RuntimeError as e:
@@ -91,12 +95,14 @@ def load_translator_model(name_or_dir=None, device="cpu") -> tuple[TranslatorMod
 class Translator:
     """``translator(audio, sr, target="violin") -> (audio, sr)``; ``translator.domains`` lists the targets."""
 
-    def __init__(self, model: TranslatorModel, vocoder: Vocoder):
+    def __init__(self, model: TranslatorModel, vocoder: Vocoder, transcriber=None):
         model.config.audio.check_same(vocoder.config, "the vocoder")
         self.model = model.eval()
         self.vocoder = vocoder
         self.config = model.config.audio
         self.name = "translator"
+        self._transcriber = transcriber  # notes mode: ``audio -> notes``; basic-pitch, loaded on first use
+        self._transcribed: dict[str, np.ndarray] = {}  # the last few inputs' notes (each target re-uses them)
 
     @classmethod
     def from_pretrained(cls, name_or_dir=None, vocoder: Vocoder | str | None = None, device="cpu") -> "Translator":
@@ -110,6 +116,54 @@ class Translator:
     @property
     def domains(self) -> list[str]:
         return list(self.model.config.domains)
+
+    @property
+    def mode(self) -> str:
+        return self.model.config.mode
+
+    def range_of(self, domain: str) -> tuple[int, int] | None:
+        """The MIDI range ``domain`` was trained to play (notes mode), or None."""
+        r = self.model.config.ranges
+        return tuple(r[self.domains.index(domain)]) if r else None
+
+    def transcribe(self, x: np.ndarray) -> np.ndarray:
+        """The notes of mono audio at the model's rate (``studio.notes``), cached for the last few inputs."""
+        import hashlib
+
+        from ..notes import Transcriber
+
+        key = hashlib.sha1(np.ascontiguousarray(x, dtype=np.float32).tobytes()).hexdigest()
+        if key not in self._transcribed:
+            if self._transcriber is None:
+                self._transcriber = Transcriber()
+            audio = x
+            if self.sample_rate != Transcriber.SAMPLE_RATE:
+                audio, _ = prepare_audio(x, self.sample_rate, Transcriber.SAMPLE_RATE)
+            while len(self._transcribed) >= 4:
+                self._transcribed.pop(next(iter(self._transcribed)))
+            self._transcribed[key] = self._transcriber(audio)
+        return self._transcribed[key]
+
+    def note_features(self, notes: np.ndarray, mel: torch.Tensor, target: str, register: str = "fold") -> torch.Tensor:
+        """Notes + the source's log-mel ``[1, n_mels, T]`` -> the decoder's input ``[1, NOTE_FEATURES, T]``."""
+        from ..notes import fold, match_velocities, piano_roll
+        from .model import loudness
+
+        if register not in REGISTERS:
+            raise StudioError(f"register must be one of {', '.join(REGISTERS)}, got {register!r}.")
+        r = self.range_of(target)
+        notes = match_velocities(notes)
+        if register == "fold" and r is not None and len(notes):
+            notes = fold(notes, *r)
+        roll = torch.from_numpy(piano_roll(notes, mel.shape[-1], self.config)).to(mel.device)
+        return self.model.note_features(roll[None], loudness(mel))
+
+    @torch.inference_mode()
+    def translate_notes(self, features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Note features ``[1, NOTE_FEATURES, T]`` -> target log-mel ``[1, n_mels, T]``, in seamless chunks."""
+        w = weights.to(features.device)
+        return chunked(lambda f: self.model(f, w.expand(f.shape[0], -1))[1], features, CHUNK_FRAMES,
+                       self.model.context_frames)
 
     @property
     def sample_rate(self) -> int:
@@ -130,7 +184,10 @@ class Translator:
 
     @torch.inference_mode()
     def translate_mel(self, mel: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Log-mel ``[1, n_mels, T]`` -> target log-mel ``[1, n_mels, T]`` (any T), in seamless chunks."""
+        """Log-mel ``[1, n_mels, T]`` -> target log-mel ``[1, n_mels, T]`` (any T), in seamless chunks (universal mode;
+        the notes mode needs the audio: ``translator(audio, sr, target=...)``)."""
+        if self.mode == "notes":
+            raise StudioError("this translator plays transcribed notes: give it audio, translator(audio, sr, target=...).")
         n_mels = self.config.n_mels
         if not isinstance(mel, torch.Tensor) or mel.dim() != 3 or mel.shape[1] != n_mels or mel.shape[2] < 1:
             shape = list(mel.shape) if hasattr(mel, "shape") else type(mel).__name__
@@ -163,16 +220,23 @@ class Translator:
     @torch.inference_mode()
     def __call__(self, audio, sr: int | None = None, target: str | None = None, *, blend_with: str | None = None,
                  blend: float = 0.0, stem: str | None = None, demucs=None,
-                 match_level: bool = True) -> tuple[np.ndarray, int]:
+                 match_level: bool = True, register: str = "fold") -> tuple[np.ndarray, int]:
         """``match_level``: bring the output to the input's loudness (active RMS, peak-limited); False returns the
-        decoder's own level."""
+        decoder's own level. ``register`` (notes mode): ``fold`` moves notes outside the target's range by octaves
+        into it (as an arranger would); ``keep`` leaves them where they are, outside what the instrument plays."""
         if target is None:
             raise StudioError(f"choose a target instrument: {', '.join(self.domains)}.")
+        if register not in REGISTERS:
+            raise StudioError(f"register must be one of {', '.join(REGISTERS)}, got {register!r}.")
         weights = self.domain_weights(target, blend_with, blend)
         x = self.prepare(audio, sr, stem, demucs)
         dev = self.vocoder.device
         mel = self.vocoder.mel(torch.from_numpy(x).to(dev))
-        out_mel = self.translate_mel(mel, weights)
+        if self.mode == "notes":
+            lead = target if not blend_with or blend <= 0.5 else blend_with  # fold into the louder voice's range
+            out_mel = self.translate_notes(self.note_features(self.transcribe(x), mel, lead, register), weights)
+        else:
+            out_mel = self.translate_mel(mel, weights)
         y = self.vocoder.vocode_long(out_mel, CHUNK_FRAMES)
         y = y.reshape(-1).float().cpu().numpy()
         y = np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)]  # same duration as the input

@@ -1,6 +1,10 @@
 """The translator's training task for the shared loop.
 
-Per step: the encoder sees a locally pitch-shifted mel; the decoder must rebuild the *unshifted* mel in the
+``notes`` mode: per step, the piano roll of what the target instrument plays in a window (exact score notes,
+jittered as a transcription would be) and the loudness contour of the same window on another instrument go in; the
+decoder must produce the target's mel (L1). Parallel renders make the target known exactly.
+
+``universal`` mode: per step, the encoder sees a locally pitch-shifted mel; the decoder must rebuild the *unshifted* mel in the
 clip's own domain (L1) — or, for a fraction ``parallel`` of the batch, the same window of the piece rendered on
 another instrument, decoded as that instrument; the domain classifier learns to tell the domain from the detached
 latent; the encoder is pushed the other way through gradient reversal with weight ``confusion`` (0.01 in Mor et
@@ -18,11 +22,11 @@ import torch.nn.functional as F
 
 from ..audio import MelSpectrogram
 from ..config import to_dict
-from ..data import fixed_clips
+from ..data import fixed_clips, note_clips
 from ..latent import crop_to_multiple
 from ..train.loop import Task
 from .augment import random_local_pitch_shift
-from .model import DomainClassifier, GradientReversal, TranslatorConfig, TranslatorModel
+from .model import DomainClassifier, GradientReversal, TranslatorConfig, TranslatorModel, loudness
 
 
 @dataclass
@@ -36,6 +40,22 @@ class TranslatorTrainConfig:
     # renders of one score) instead of the clip itself: supervision that keeps the notes. 0 = Mor et al.'s
     # unsupervised training. Needs a dataset with several domains per piece.
     parallel: float = 0.0
+    # notes mode: train on rolls made to look like a transcription (studio.notes.augment) rather than exact ones
+    augment_notes: bool = True
+
+
+# The renders' levels are drawn per file (data_recipes.real), so a target's absolute level cannot be predicted from
+# the source: scored as is, that guess dominates the loss. The notes mode is scored after the best constant level
+# shift (the pipeline matches the output's loudness to the input's anyway), with a small plain term to anchor it.
+LEVEL_WEIGHT = 0.1
+
+
+def level_free_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 of log-mels ``[B, n_mels, T]`` after shifting each prediction by its median difference to the target (a
+    gain: the shift is a constant, no gradient)."""
+    with torch.no_grad():
+        shift = (target - pred).flatten(1).median(dim=1).values[:, None, None]
+    return F.l1_loss(pred + shift, target)
 
 
 class TranslatorTask(Task):
@@ -46,15 +66,22 @@ class TranslatorTask(Task):
         self.cfg = cfg
         mc = cfg.model
         self.audio = mc.audio
-        self.nets = {"model": TranslatorModel(mc), "classifier": DomainClassifier(mc.latent, len(mc.domains))}
+        self.nets = {"model": TranslatorModel(mc)}
         self.opts = {
-            "model": torch.optim.AdamW(self.nets["model"].parameters(), cfg.lr, betas=(0.9, 0.99), weight_decay=1e-4),
-            "classifier": torch.optim.Adam(self.nets["classifier"].parameters(), cfg.lr, betas=(0.9, 0.99)),
-        }
+            "model": torch.optim.AdamW(self.nets["model"].parameters(), cfg.lr, betas=(0.9, 0.99), weight_decay=1e-4)}
+        if mc.mode == "universal":
+            self.nets["classifier"] = DomainClassifier(mc.latent, len(mc.domains))
+            self.opts["classifier"] = torch.optim.Adam(self.nets["classifier"].parameters(), cfg.lr, betas=(0.9, 0.99))
         self.mel = MelSpectrogram(self.audio)
-        self.val = fixed_clips(val_root, self.audio, "valid", val_clips, val_seconds, list(mc.domains)) if val_root else []
+        self.val = []
+        if val_root and mc.mode == "universal":
+            self.val = fixed_clips(val_root, self.audio, "valid", val_clips, val_seconds, list(mc.domains))
+        elif val_root:
+            self.val = note_clips(val_root, self.audio, "valid", list(mc.domains), val_seconds, val_clips)
 
     def train_step(self, batch: dict, step: int) -> dict[str, float]:
+        if self.cfg.model.mode == "notes":
+            return self.notes_step(batch)
         cfg, dev = self.cfg, self.device
         self.mel.to(dev)
         model, clf = self.run["model"], self.run["classifier"]
@@ -90,10 +117,36 @@ class TranslatorTask(Task):
         self.opts["model"].step()
         return {"loss_rec": loss_rec.item(), "loss_clf": loss_c.item(), "clf_acc": acc}
 
+    def notes_step(self, batch: dict) -> dict[str, float]:
+        dev, model = self.device, self.run["model"]
+        self.mel.to(dev)
+        with torch.no_grad():
+            source, target = self.mel(batch["audio"].to(dev)), self.mel(batch["target_audio"].to(dev))
+            feats = TranslatorModel.note_features(batch["roll"].to(dev), loudness(source))
+        with self.autocast():
+            _, pred = model(feats, batch["target_domain"].to(dev))
+        loss_rec = level_free_l1(pred.float(), target)
+        loss = loss_rec + LEVEL_WEIGHT * F.l1_loss(pred.float(), target)
+        self.opts["model"].zero_grad(set_to_none=True)
+        loss.backward()
+        self.opts["model"].step()
+        return {"loss_rec": loss_rec.item(), "loss": loss.item()}
+
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         if not self.val:
             return {}
+        if self.cfg.model.mode == "notes":
+            self.mel.to(self.device)
+            m, errs = self.nets["model"], []
+            for clip in self.val:
+                source = self.mel(torch.from_numpy(clip["source"]).to(self.device)[None])
+                target = self.mel(torch.from_numpy(clip["target"]).to(self.device)[None])
+                feats = TranslatorModel.note_features(torch.from_numpy(clip["roll"]).to(self.device)[None],
+                                                      loudness(source))
+                d = torch.tensor([m.config.domains.index(clip["target_domain"])], device=self.device)
+                errs.append(level_free_l1(m(feats, d)[1], target).item())
+            return {"mel_l1": float(np.mean(errs))}
         self.mel.to(self.device)
         m, clf = self.nets["model"], self.nets["classifier"]
         rec, correct = [], []

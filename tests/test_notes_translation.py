@@ -1,0 +1,152 @@
+"""The notes translator: rolls and folding, the recipes' notes, basic-pitch transcription, and a tiny translator that
+learns to play the source's notes on another instrument."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from studio.audio import AudioConfig, MelSpectrogram, load_audio
+from studio.data import SegmentDataset, read_manifest
+from studio.errors import StudioError
+from studio.metrics import chroma_agreement
+from studio.notes import (LOWEST_MIDI, Transcriber, augment, fold, notes_path, piano_roll, read_notes, read_ranges,
+                          window)
+from studio.train.loop import LoopConfig, Trainer, seed_everything
+from studio.translation import Translator, TranslatorConfig, TranslatorModel
+from studio.translation.train import TranslatorTask, TranslatorTrainConfig
+from studio.vocoder import Vocoder
+
+CFG = AudioConfig()
+FPS = CFG.sample_rate / CFG.hop_length
+
+
+def test_piano_roll_marks_the_frames_a_note_sounds_and_its_onset():
+    notes = np.array([[0.5, 1.0, 60, 0.8], [0.2, 0.3, 20, 1.0], [0.9, 2.0, 72, 0.5]])  # midi 20: below the piano
+    roll = piano_roll(notes, 100, CFG)
+    k = 60 - LOWEST_MIDI
+    centres = (np.arange(100) + 0.5) / FPS
+    assert np.array_equal(roll[0, k] > 0, (centres >= 0.5) & (centres < 1.0))
+    assert np.flatnonzero(roll[1, k]).tolist() == [round(0.5 * FPS - 0.5)] and roll[1, k].max() == pytest.approx(0.8)
+    assert roll[0, 72 - LOWEST_MIDI, -1] == 1 and roll.sum(axis=(0, 2))[np.r_[:k, k + 1:72 - LOWEST_MIDI]].sum() == 0
+
+
+def test_fold_moves_notes_by_octaves_into_the_range_and_window_cuts_in_time():
+    notes = np.array([[0.0, 1.0, 40, 0.5], [1.0, 2.0, 55, 0.5], [2.0, 3.0, 100, 0.5]])
+    folded = fold(notes, 53, 88)  # e.g. a violin; 2 semitones of slack either side
+    assert folded[:, 2].tolist() == [52, 55, 88]
+    assert np.array_equal(folded[:, [0, 1, 3]], notes[:, [0, 1, 3]])
+    w = window(notes, 0.5, 2.5)
+    assert w[:, :2].tolist() == [[-0.5, 0.5], [0.5, 1.5], [1.5, 2.5]]
+    rng = np.random.default_rng(0)
+    many = np.array([[t, t + 0.5, 60 + t % 12, 0.6] for t in range(200)], dtype=float)
+    aug = augment(many, rng)
+    assert 0.85 * len(many) < len(aug) < 1.15 * len(many) and np.all(aug[:, 1] > aug[:, 0])
+    assert np.abs(np.sort(aug[:, 0])[:180] - many[:180, 0]).max() > 0  # jittered, not copied
+
+
+def test_render_recipe_writes_the_notes_each_piece_plays(rendered):
+    ranges = read_ranges(rendered)
+    assert set(ranges) == {"piano", "violin", "cello"}
+    for e in read_manifest(rendered):
+        notes = read_notes(notes_path(rendered, e.piece))
+        assert len(notes) > 5 and notes[:, 0].min() < 0.5 and notes[:, 0].max() < e.duration
+    # the first attack of the audio is where the notes say
+    e = next(e for e in read_manifest(rendered, "train") if e.domain == "piano")
+    x, sr = load_audio(rendered / e.path, CFG.sample_rate)
+    env = np.convolve(np.abs(x), np.ones(64) / 64, "same")
+    first = np.argmax(env > 0.1 * env.max()) / sr
+    assert abs(first - read_notes(notes_path(rendered, e.piece))[:, 0].min()) < 0.05
+
+
+def test_parallel_items_carry_the_targets_roll(rendered):
+    ds = SegmentDataset(rendered, CFG, 16384, "train", parallel=True, notes=True, augment_notes=False)
+    item = ds[3]
+    assert item["roll"].shape == (2, 88, 16384 // CFG.hop_length)
+    assert item["roll"][0].sum() > 0
+    with pytest.raises(StudioError, match="no notes"):
+        import shutil
+
+        bare = rendered.parent / "bare"
+        shutil.copytree(rendered, bare, ignore=shutil.ignore_patterns("notes"))
+        SegmentDataset(bare, CFG, 16384, "train", notes=True)
+
+
+def _tone(midi: int, seconds: float, sr: int = 22050) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    f = 440 * 2 ** ((midi - 69) / 12)
+    env = np.minimum(1, t / 0.01) * np.exp(-t)
+    return (0.3 * env * sum(np.sin(2 * np.pi * f * h * t) / h for h in (1, 2, 3))).astype(np.float32)
+
+
+def test_basic_pitch_transcribes_played_notes():
+    x = np.concatenate([_tone(64, 0.6), _tone(67, 0.6), _tone(72, 0.6)])
+    notes = Transcriber()(x)
+    starts = {int(m): on for on, _, m, _ in sorted(notes.tolist(), reverse=True)}
+    assert {64, 67, 72} <= set(starts), notes
+    assert [round(starts[m], 1) for m in (64, 67, 72)] == [0.0, 0.6, 1.2]
+
+
+TINY_NOTES = TranslatorConfig(domains=("cello", "piano", "violin"), channels=48, latent=16, dilations=(1, 2, 4, 8),
+                              domain_dim=16, ranges=((0, 127),) * 3)
+
+
+@pytest.fixture(scope="module")
+def trained_notes_translator(rendered, tmp_path_factory, one_torch_thread):
+    seed_everything(0)
+    cfg = TranslatorTrainConfig(model=TINY_NOTES, segment_length=16384, lr=3e-3)
+    task = TranslatorTask(cfg, val_root=rendered, val_clips=2, val_seconds=2.0)
+    before = task.validate()["mel_l1"]
+    data = SegmentDataset(rendered, CFG, cfg.segment_length, "train", domains=list(TINY_NOTES.domains),
+                          parallel=True, notes=True)
+    out = tmp_path_factory.mktemp("notes-run")
+    summary = Trainer(task, data, LoopConfig(max_steps=300, batch_size=8, val_every=0, ckpt_every=0), out,
+                      log=lambda *a: None).fit()
+    return out / "export", before, summary["val"]["mel_l1"]
+
+
+def test_tiny_notes_translator_learns_and_keeps_the_notes(trained_notes_translator, rendered):
+    """Trained on the renders' notes, a tiny translator plays a piano clip's transcribed notes as a violin: its
+    output's chroma follows the source's far more closely than the same translator's without the notes does."""
+    export, before, after = trained_notes_translator
+    assert after < 0.7 * before, (before, after)
+    vocoder = Vocoder.from_pretrained()
+    t = Translator.from_pretrained(export, vocoder=vocoder)
+    deaf = Translator(t.model, vocoder, transcriber=lambda x: np.zeros((0, 4)))  # the same model, told no notes
+    e = next(e for e in read_manifest(rendered, "train") if e.domain == "piano")
+    x, sr = load_audio(rendered / e.path, t.sample_rate)
+    y, _ = t(x, sr, target="violin")
+    y_deaf, _ = deaf(x, sr, target="violin")
+    kept, ignored = chroma_agreement(x, y, sr), chroma_agreement(x, y_deaf, sr)
+    print(f"chroma kept {kept:.3f} ignored {ignored:.3f}; val {before:.3f} -> {after:.3f}")
+    assert kept > ignored + 0.15 and kept > 0.75, (kept, ignored)
+    with pytest.raises(StudioError, match="give it audio"):
+        t.translate_mel(MelSpectrogram(CFG)(torch.from_numpy(x)[None]), t.domain_weights("violin"))
+
+
+def test_register_fold_keeps_translations_in_the_targets_range(trained_notes_translator, rendered):
+    export, _, _ = trained_notes_translator
+    trained = Translator.from_pretrained(export, vocoder=Vocoder.from_pretrained())
+    model = TranslatorModel(replace(trained.model.config, ranges=((36, 76), (21, 108), (55, 100))))
+    model.load_state_dict(trained.model.state_dict())
+    t = Translator(model, trained.vocoder)
+    low = np.array([[0.1, 0.9, 36, 0.7]])  # C2: below a violin (G3 = 55, 2 semitones of slack)
+    mel = torch.zeros(1, CFG.n_mels, 100) - 3
+    folded = t.note_features(low, mel, "violin", "fold")[0, :88].sum(-1)
+    kept = t.note_features(low, mel, "violin", "keep")[0, :88].sum(-1)
+    assert folded.argmax().item() + LOWEST_MIDI == 60 and kept.argmax().item() + LOWEST_MIDI == 36
+    assert t.note_features(low, mel, "cello", "fold")[0, :88].sum(-1).argmax().item() + LOWEST_MIDI == 36
+    with pytest.raises(StudioError, match="register must be one of fold, keep"):
+        t(np.zeros(22050, np.float32), 22050, target="violin", register="up")
+
+
+def test_translate_cli_register_flag(trained_notes_translator, piano_clip, tmp_path):
+    export, _, _ = trained_notes_translator
+    r = run_cli("translate", piano_clip, "--to", "violin", "--register", "keep", "--model", export,
+                "-o", tmp_path / "out.wav")
+    assert "as violin" in r.stdout and (tmp_path / "out.wav").is_file()
+    bad = run_cli("translate", piano_clip, "--to", "violin", "--register", "up", "--model", export,
+                  "-o", tmp_path / "bad.wav", check=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and not (tmp_path / "bad.wav").exists()
