@@ -23,8 +23,8 @@ from .vqvae import VQVAE, VQVAEConfig
 @dataclass
 class VQVAETrainConfig:
     model: VQVAEConfig = field(default_factory=VQVAEConfig)
-    segment_length: int = 16384
-    lr: float = 3e-4
+    segment_length: int = 16384  # samples per training segment (64 mel frames at hop 256)
+    lr: float = 3e-4  # AdamW learning rate
 
 
 class VQVAETask(Task):
@@ -122,7 +122,7 @@ class CodeDataset(Dataset):
 class PriorTrainConfig:
     model: PriorConfig = field(default_factory=PriorConfig)
     vqvae: str = ""  # the VQ-VAE model folder whose codes this prior models
-    lr: float = 5e-4
+    lr: float = 5e-4  # AdamW learning rate
 
 
 class PriorTask(Task):
