@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from .data import StepSampler, summarize
 from .errors import DatasetError, StudioError
 from .tasks import shipped_task, task_for
-from .train.estimate import PeakMemory, _epochs, _hours, item_seconds, targets
+from .train.estimate import PeakMemory, _epochs, _hours, targets
 
 # where each task's minimum training audio (``TrainTask.min_hours``) is documented, with its reasons
 MIN_HOURS_SOURCE = "README.md, section 'How much data'"
@@ -174,7 +174,7 @@ def _measure(model, task, batches, data_root, hours, dev, batch, precision, step
         fits = nxt_mem < 0.9 * limit
     else:
         nxt_mem, fits = None, None
-    isec = item_seconds(model, task)
+    isec = task.item_seconds()
     train_h = sum(h for d, h in hours.get("train", {}).items() if not domains or d in domains)
     minimum, warnings = check_data(model, hours, domains) if hours else ({}, [])
     if fits is False:
@@ -187,7 +187,7 @@ def _measure(model, task, batches, data_root, hours, dev, batch, precision, step
                 memory_limit_mb=limit / 2**20, next_batch=nxt,
                 next_batch_memory_mb=None if nxt_mem is None else nxt_mem / 2**20, next_batch_fits=fits,
                 item_seconds=isec, data_hours=hours,
-                targets=targets(model, per, batch, isec, train_h, max_steps), minimum=minimum, warnings=warnings,
+                targets=targets(task, per, batch, train_h, max_steps), minimum=minimum, warnings=warnings,
                 machine=machine_name(dev))
 
 

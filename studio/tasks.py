@@ -1,7 +1,7 @@
 """The task table: what ``studio train X`` (and ``studio plan X``) trains, one entry per model and architecture.
 
-An entry names the train-config dataclass, how its task and dataset are built, the shipped model its training
-produces and what the planner checks. The training flags are generated from the entry's config: every field of
+An entry names the train-config dataclass, the task (which names the shipped model its training produces:
+``Task.shipped``), how its dataset is built and what the planner checks. The training flags are generated from the entry's config: every field of
 the train config and of its model config (the field named by ``model``) is a flag, unless it is a nested dataclass
 (the audio settings, the discriminator...) or ``derived`` (set from the data or a hand-written flag). So a new
 training option is one dataclass field: its flag, help text (``studio.config.field_comments``), default and the
@@ -24,6 +24,7 @@ import torch
 from . import registry
 from .config import field_comments, flag_kwargs, flag_value, from_dict, override
 from .errors import ConfigMismatch, StudioError
+from .train.estimate import shipped_entry, shipped_of
 from .generation.train import CodeDataset, PriorTask, PriorTrainConfig, VQVAETask, VQVAETrainConfig, encode_corpus
 from .translation.train import TranslatorTask, TranslatorTrainConfig
 from .vocoder.train import SpectralTrainConfig, SpectralVocoderTask, VocoderTask, VocoderTrainConfig
@@ -38,11 +39,9 @@ class TrainTask:
     model: str  # its field holding the model config (whose fields are flags too)
     task: type  # the loop's Task: task(cfg, val_root) unless ``make`` says otherwise
     dataset: Callable  # (cfg, args, ctx) -> the training Dataset
-    shipped: str  # registry kind of the shipped model this training produces
     max_steps: int  # --max-steps and --batch-size defaults
     batch: int
     min_hours: tuple[str, float]  # the documented minimum of training audio (README, "How much data")
-    stage: str | None = None  # this model's key in a multi-stage shipped model's config and training record
     derived: tuple[str, ...] = ()  # config fields set from the data or a hand-written flag, not flags themselves
     audio_flags: tuple[str, ...] = ()  # fields of the model's AudioConfig that are flags too
     shipped_record: tuple[tuple[str, str], ...] = (("segment", "segment_length"),)  # record key -> config field
@@ -58,6 +57,11 @@ class TrainTask:
 
     def make_task(self, cfg, val_root, args, ctx: dict):
         return self.make(cfg, val_root, args, ctx) if self.make else self.task(cfg, val_root)
+
+    @property
+    def shipped(self) -> tuple[str, str | None]:
+        """(registry kind, stage) of the shipped model this training produces: the task's own (``Task.shipped``)."""
+        return shipped_of(self.task)
 
     @property
     def model_config(self) -> type:
@@ -130,7 +134,7 @@ def build_config(spec: TrainTask, args, ctx: dict, base=None):
     flags, then the derived fields."""
     cfg = base if base is not None else spec.config()
     if getattr(args, "init", None):  # fine-tuning: the architecture is the initial model's
-        entry = registry.resolve(args.init, kind=spec.shipped)
+        entry = registry.resolve(args.init, kind=spec.shipped[0])
         if spec.arch is not None and (entry.architecture or ARCHS[spec.command][0]) != spec.arch:
             raise ConfigMismatch(f"--init {args.init} is a {entry.architecture or ARCHS[spec.command][0]} "
                                  f"{spec.command}; --arch {spec.arch} needs a {spec.arch} one.")
@@ -266,7 +270,7 @@ MELGAN = TrainTask(
     command="vocoder", arch="melgan", help="train the MelGAN vocoder (paper settings by default)",
     config=VocoderTrainConfig, model="generator", task=VocoderTask,
     dataset=lambda cfg, args, ctx: _segments(args, cfg.generator.audio, cfg.segment_length),
-    shipped="vocoder", max_steps=400_000, batch=16, min_hours=("total", 1.0),
+    max_steps=400_000, batch=16, min_hours=("total", 1.0),
     audio_flags=("sample_rate", "hop_length"), add_flags=_vocoder_flags, finish=_harmonic,
     load_init=_load_vocoder(may_miss="harmonic."), synthetic=_noise_item,
     shipped_record=(("segment", "segment_length"), ("lambda_stft", "lambda_stft"), ("lambda_mel", "lambda_mel"),
@@ -281,7 +285,7 @@ TRANSLATOR = TrainTask(
     config=TranslatorTrainConfig, model="model", task=TranslatorTask,
     dataset=lambda cfg, args, ctx: _segments(args, cfg.model.audio, cfg.segment_length,
                                              domains=list(cfg.model.domains), parallel=cfg.parallel > 0),
-    shipped="translator", max_steps=20_000, batch=16, min_hours=("per domain", 0.25), derived=("domains",),
+    max_steps=20_000, batch=16, min_hours=("per domain", 0.25), derived=("domains",),
     add_flags=_both(_domains_flag(None, "domains to learn (default: all in the manifest)"), _init_flag("translator")),
     finish=_translator_domains, load_init=_load_translator,
     synthetic=lambda cfg, i, g: _noise_item(cfg, i, g) | {"domain": i % len(cfg.model.domains)})
@@ -291,7 +295,7 @@ VQVAE = TrainTask(
     config=VQVAETrainConfig, model="model", task=VQVAETask,
     make=lambda cfg, val_root, args, ctx: VQVAETask(cfg, val_root, domains=tuple(args.domains) if args else ("piano",)),
     dataset=lambda cfg, args, ctx: _segments(args, cfg.model.audio, cfg.segment_length, domains=list(args.domains)),
-    shipped="generator", stage="vqvae", max_steps=20_000, batch=16, min_hours=("per domain", 0.25),
+    max_steps=20_000, batch=16, min_hours=("per domain", 0.25),
     add_flags=_domains_flag(["piano"], "the dataset's domains to learn"), synthetic=_noise_item)
 
 PRIOR = TrainTask(
@@ -299,7 +303,7 @@ PRIOR = TrainTask(
     config=PriorTrainConfig, model="model", task=PriorTask,
     make=lambda cfg, val_root, args, ctx: PriorTask(cfg, ctx["vqvae"], ctx.get("val_codes")),
     dataset=lambda cfg, args, ctx: CodeDataset(ctx["train_codes"], cfg.model.context, args.seed),
-    shipped="generator", stage="prior", max_steps=20_000, batch=32, min_hours=("per domain", 0.25),
+    max_steps=20_000, batch=32, min_hours=("per domain", 0.25),
     derived=("vqvae", "vocab"), shipped_record=(), add_flags=_prior_flags, prepare=_prior_context,
     finish=_prior_vqvae, shipped_context=_shipped_vqvae,
     synthetic=lambda cfg, i, g: {"codes": torch.randint(cfg.model.vocab, (cfg.model.context,), generator=g)})
@@ -331,10 +335,10 @@ def add_train_flags(parser: argparse.ArgumentParser, command: str) -> None:
 def shipped_task(command: str):
     """(training task with the shipped model's architecture, the card's batch size, the card's record): the planner's
     estimate of the run that produced the shipped model."""
-    entry = registry.resolve(registry.DEFAULTS[task_for(command).shipped], kind=task_for(command).shipped)
+    kind, stage = task_for(command).shipped
+    entry, rec = shipped_entry(kind, stage)
     spec = task_for(command, entry.architecture)
-    rec = entry.training.get(spec.stage, {}) if spec.stage else entry.training
-    model = from_dict(spec.model_config, entry.config[spec.stage] if spec.stage else entry.config)
+    model = from_dict(spec.model_config, entry.config[stage] if stage else entry.config)
     cfg = replace(spec.config(), **{spec.model: model},
                   **{field: rec[key] for key, field in spec.shipped_record if key in rec})
     ctx = {}

@@ -12,7 +12,8 @@ import pytest
 from studio import tasks
 from studio.cli import build_parser
 from studio.config import override
-from studio.tasks import TASKS, TRANSLATOR, TrainTask, build_config, flags, task_for
+from studio.tasks import TASKS, TRANSLATOR, build_config, flags, task_for
+from studio.train.estimate import targets
 
 # The flags of each command before the table generated them (they must keep working: READMEs, cards, scripts).
 BEFORE = {
@@ -168,6 +169,9 @@ def test_the_planner_builds_each_shipped_run_from_the_table(command):
     else:
         assert item["audio"].shape == (1, task.cfg.segment_length) and isinstance(item["audio"], torch.Tensor)
     assert json.dumps(task.state_extra())  # a real task of the loop
+    rows = {r["name"]: r for r in targets(task, 1.0, batch, train_hours=10.0)}  # the time to the card's steps
+    shipped = next(r for name, r in rows.items() if name.startswith("shipped"))
+    assert shipped["steps"] == rec["steps"] and shipped["epochs"] == rec["steps"] * batch * task.item_seconds() / 36000
 
 
 def test_cli_trains_each_table_entry_end_to_end(rendered, tmp_path):

@@ -29,6 +29,7 @@ class VQVAETrainConfig:
 
 class VQVAETask(Task):
     name = "vqvae"
+    shipped = ("generator", "vqvae")
 
     def __init__(self, cfg: VQVAETrainConfig, val_root=None, domains=("piano",), val_clips: int = 4):
         super().__init__()
@@ -127,6 +128,7 @@ class PriorTrainConfig:
 
 class PriorTask(Task):
     name = "prior"
+    shipped = ("generator", "prior")
 
     def __init__(self, cfg: PriorTrainConfig, vqvae: VQVAE, val_codes: list[torch.Tensor] | None = None):
         super().__init__()
@@ -140,6 +142,10 @@ class PriorTask(Task):
         n = cfg.model.context
         self.val = [c[i: i + n] for c in (val_codes or []) for i in range(0, max(1, len(c) - n + 1), n)[:8]
                     if len(c[i: i + n]) >= 8]
+
+    def item_seconds(self) -> float:
+        vq = self.vqvae.config  # a context of codes
+        return self.cfg.model.context * vq.down * vq.audio.hop_length / vq.audio.sample_rate
 
     def train_step(self, batch, step):
         codes = batch["codes"].to(self.device)
