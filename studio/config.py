@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import secrets
@@ -73,6 +74,7 @@ def setting(default, help: str, **metadata):
     return dataclasses.field(**{kind: default}, metadata={"help": help, **metadata})
 
 
+@functools.lru_cache(maxsize=None)  # reading a class's source is slow, and every command's parser asks
 def field_comments(cls) -> dict[str, str]:
     """Field name -> the comment that documents it in the source of ``cls`` or the dataclass it extends (empty where
     there is none)."""
