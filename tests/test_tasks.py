@@ -201,3 +201,16 @@ def test_cli_trains_each_table_entry_end_to_end(rendered, tmp_path):
     config = json.loads((tmp_path / "ft" / "export" / "config.json").read_text())["config"]
     assert config["domains"] == ["piano", "violin"] and config["channels"] == 16  # the initial model's
 
+
+
+@pytest.mark.parametrize("command, sizes", [("vqvae", ("--channels", "16", "--codebook-size", "16")),
+                                            ("prior", ("--width", "16", "--layers", "1", "--context", "16"))])
+def test_studio_plan_runs_every_table_entry(rendered, command, sizes):
+    """``studio plan`` for the entries test_plan.py leaves out (the prior encodes the data with the shipped VQ-VAE)."""
+    from conftest import run_cli
+
+    r = run_cli("plan", command, "--data", rendered, *sizes, "--batch", "2", "--steps", "1", "--warmup", "0",
+                "--threads", "1", "--json", "-", env={"OMP_NUM_THREADS": "1"}, timeout=300)
+    p = json.loads(r.stdout[r.stdout.index("{"):])
+    assert p["model"] == command and p["steps_run"] == 1 and p["minimum"]["scope"] == "per domain"
+    assert any(t["name"].startswith("shipped") for t in p["targets"]) and p["item_seconds"] > 0
