@@ -32,6 +32,9 @@ from .vocoder.train import SpectralTrainConfig, SpectralVocoderTask, VocoderTask
 
 @dataclass(frozen=True)
 class TrainTask:
+    """One entry: what ``studio train <command>`` (``--arch <arch>``) builds, and the hooks for what its flags
+    alone cannot say."""
+
     command: str  # studio train <command>
     arch: str | None  # --arch, where one command trains several architectures (the first listed is the default)
     help: str
@@ -87,8 +90,9 @@ def flags(spec: TrainTask) -> list[Flag]:
                 continue
             option = f"{spec.model}-{f.name}" if prefix and f.name in top else f.name
             out.append(Flag("--" + option.replace("_", "-"), prefix + f.name, cls, f.name))
-    audio_cls = type(getattr(model_cls(), "audio", None))
-    out += [Flag("--" + n.replace("_", "-"), f"{spec.model}.audio.{n}", audio_cls, n) for n in spec.audio_flags]
+    if spec.audio_flags:
+        audio_cls = typing.get_type_hints(model_cls)["audio"]
+        out += [Flag("--" + n.replace("_", "-"), f"{spec.model}.audio.{n}", audio_cls, n) for n in spec.audio_flags]
     return out
 
 
