@@ -429,11 +429,12 @@ class Studio:
         """The planner on this machine for each shipped model's training run, next to the card's figures; the table
         grows a row per model (a generator: cancelling stops it between models)."""
         from .plan import estimate_shipped
+        from .tasks import TASKS
 
         rows = ["| model | card: steps, wall time, hardware | this machine: s/step | this machine: time for the card's steps |",
                 "|---|---|---|---|"]
         start = time.perf_counter()
-        models = ["vocoder", "translator", "vqvae", "prior"]
+        models = list(TASKS)
         for i, model in enumerate(models):
             yield "\n".join(rows) + f"\n\n*Measuring {model} ({i + 1} of {len(models)}), " \
                                     f"{time.perf_counter() - start:.0f} s so far…*"

@@ -37,9 +37,9 @@ class AudioConfig:
     a clip of ``n`` samples gives exactly ``n // hop_length`` frames.
     """
 
-    sample_rate: int = 22050
+    sample_rate: int = 22050  # Hz, e.g. 44100 (then give a hop length, and a MelGAN generator its ratios)
     n_fft: int = 1024
-    hop_length: int = 256
+    hop_length: int = 256  # samples from one mel frame to the next
     win_length: int = 1024
     n_mels: int = 80
     f_min: float = 0.0

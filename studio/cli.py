@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
-from .errors import ConfigMismatch, StudioError
+from .errors import StudioError
 
 
 def _add_loop_args(p: argparse.ArgumentParser, max_steps: int, batch: int, plan: bool = False) -> None:
@@ -52,132 +51,51 @@ def _loop_config(a):
                       best_metric=getattr(a, "keep_best", None), patience=getattr(a, "patience", 0))
 
 
-def cmd_train_vocoder(a) -> int:
-    from .data import SegmentDataset
-    from .vocoder.train import VocoderTask, VocoderTrainConfig
+def cmd_train(a) -> int:
+    """Every ``studio train X`` and ``studio plan X``: the task table's entry for X and its architecture (a resumed
+    run's own, from its checkpoint)."""
+    from .tasks import task_for
 
-    if a.arch == "spectral" or _resumes_architecture(a) == "spectral":
-        return _train_spectral_vocoder(a)
-
-    def build(cfg):
-        gen = cfg.generator
-        if a.init:  # fine-tuning: the architecture is the initial model's
-            from .config import from_dict
-            from .registry import resolve
-            from .vocoder.generator import GeneratorConfig
-
-            gen = from_dict(GeneratorConfig, resolve(a.init, kind="vocoder").config)
-        if a.sample_rate or a.hop_length:
-            audio = replace(gen.audio, sample_rate=a.sample_rate or gen.audio.sample_rate,
-                            hop_length=a.hop_length or gen.audio.hop_length)
-            gen = replace(gen, audio=audio)
-        gen = replace(gen, channels=a.channels or gen.channels, ratios=tuple(a.ratios) if a.ratios else gen.ratios)
-        if a.harmonic and gen.harmonic is None:
-            from .vocoder.harmonic import HarmonicConfig
-
-            gen = replace(gen, harmonic=HarmonicConfig())
-        return replace(cfg, generator=gen, segment_length=a.segment_length or cfg.segment_length,
-                       lambda_stft=cfg.lambda_stft if a.lambda_stft is None else a.lambda_stft,
-                       lambda_mel=cfg.lambda_mel if a.lambda_mel is None else a.lambda_mel,
-                       adversarial_from=cfg.adversarial_from if a.adversarial_from is None else a.adversarial_from,
-                       lambda_sync=cfg.lambda_sync if a.lambda_sync is None else a.lambda_sync,
-                       lr=a.lr or cfg.lr, mix_prob=cfg.mix_prob if a.mix_prob is None else a.mix_prob,
-                       noise_db=tuple(a.noise_db) if a.noise_db else cfg.noise_db,
-                       harmonic_steps=cfg.harmonic_steps if a.harmonic_steps is None else a.harmonic_steps,
-                       harmonic_lr=a.harmonic_lr or cfg.harmonic_lr,
-                       harmonic_noise_db=tuple(a.harmonic_noise_db) if a.harmonic_noise_db else cfg.harmonic_noise_db,
-                       stft_resolutions=tuple((n, n // 4, n) for n in a.stft_resolutions) if a.stft_resolutions
-                       else cfg.stft_resolutions)
-
-    def make_task(cfg, val_root):
-        task = VocoderTask(cfg, val_root)
-        if _starts_from_init(a):
-            from .vocoder import Vocoder
-
-            init = Vocoder.from_pretrained(a.init, fold=False).generator
-            # a vocoder without an oscillator bank may start one that has it: the bank then starts fresh
-            missing, unexpected = task.nets["generator"].load_state_dict(init.state_dict(), strict=False)
-            if unexpected or any(not k.startswith("harmonic.") for k in missing):
-                raise ConfigMismatch(f"--init {a.init} does not fit the generator being trained.")
-        return task
-
-    return _run_task(a, make_task, VocoderTrainConfig, build,
-                     lambda cfg: SegmentDataset(a.data, cfg.generator.audio, cfg.segment_length, "train", seed=a.seed))
-
-
-def _train_spectral_vocoder(a) -> int:
-    from .data import SegmentDataset
-    from .vocoder.spectral import SpectralConfig
-    from .vocoder.train import SpectralTrainConfig, SpectralVocoderTask
-
-    def build(cfg):
-        gen = cfg.generator
-        if a.init:  # fine-tuning: the architecture is the initial model's
-            from .config import from_dict
-            from .registry import resolve
-
-            entry = resolve(a.init, kind="vocoder")
-            if entry.architecture != "spectral":
-                raise ConfigMismatch(f"--init {a.init} is a {entry.architecture or 'melgan'} vocoder; --arch spectral "
-                                     f"needs a spectral one.")
-            gen = from_dict(SpectralConfig, entry.config)
-        if a.channels is not None:
-            gen = replace(gen, channels=a.channels)
-        return replace(cfg, generator=gen, segment_length=a.segment_length or cfg.segment_length,
-                       lr=cfg.lr if a.lr is None else a.lr, mix_prob=cfg.mix_prob if a.mix_prob is None else a.mix_prob,
-                       noise_db=tuple(a.noise_db) if a.noise_db else cfg.noise_db,
-                       lowpass_prob=cfg.lowpass_prob if a.lowpass_prob is None else a.lowpass_prob)
-
-    def make_task(cfg, val_root):
-        task = SpectralVocoderTask(cfg, val_root)
-        if _starts_from_init(a):
-            from .vocoder import Vocoder
-
-            init = Vocoder.from_pretrained(a.init, fold=False)
-            try:
-                task.nets["generator"].load_state_dict(init.generator.state_dict())
-            except RuntimeError as e:
-                raise ConfigMismatch(f"--init {a.init} does not fit the generator being trained "
-                                     f"({str(e).splitlines()[0]}).") from None
-        return task
-
-    return _run_task(a, make_task, SpectralTrainConfig, build,
-                     lambda cfg: SegmentDataset(a.data, cfg.generator.audio, cfg.segment_length, "train", seed=a.seed))
+    return _run_task(a, task_for(a.model, _resumes_architecture(a) or getattr(a, "arch", None)))
 
 
 def _resumes_architecture(a) -> str | None:
-    """The generator architecture of the run ``--resume`` continues (its checkpoint says), else None."""
+    """The architecture of the run ``--resume`` continues, where its checkpoint names one, else None."""
     from .train.checkpoint import read_checkpoint_meta
 
     ckpt = Path(a.out) / "checkpoint.safetensors" if not getattr(a, "plan", False) else None
     if ckpt is None or not a.resume or not ckpt.is_file():
         return None
-    return read_checkpoint_meta(ckpt)["extra"].get("architecture", "melgan")
+    return read_checkpoint_meta(ckpt)["extra"].get("architecture")
 
 
 def _starts_from_init(a) -> bool:
     """Whether ``--init`` weights go into the new task: not when resuming (a resumed run has its own weights)."""
     resuming = not getattr(a, "plan", False) and a.resume and (Path(a.out) / "checkpoint.safetensors").is_file()
-    return bool(a.init) and not resuming
+    return bool(getattr(a, "init", None)) and not resuming
 
 
-def _run_task(a, task_cls, cfg_cls, build_cfg, dataset_fn) -> int:
+def _run_task(a, spec) -> int:
     """Shared by every ``studio train X``: config (from the checkpoint on resume), seed, task, loop."""
     from .config import from_dict, load_json
+    from .tasks import build_config
     from .train.checkpoint import read_checkpoint_meta
     from .train.loop import CHECKPOINT, Trainer, seed_everything
 
     planning = getattr(a, "plan", False)
+    ctx = spec.prepare(a, planning) if spec.prepare else {}
     ckpt = Path(a.out) / CHECKPOINT if not planning else None
     if not planning and a.resume and ckpt.is_file():  # the run's own config wins on resume
-        cfg = from_dict(cfg_cls, read_checkpoint_meta(ckpt)["extra"]["config"])
+        cfg = from_dict(spec.config, read_checkpoint_meta(ckpt)["extra"]["config"])
     else:
-        cfg = build_cfg(from_dict(cfg_cls, load_json(a.config)) if a.config else cfg_cls())
+        cfg = build_config(spec, a, ctx, from_dict(spec.config, load_json(a.config)) if a.config else None)
     seed_everything(a.seed)
-    task = task_cls(cfg, None if planning else a.data)  # a plan needs no validation clips
+    task = spec.make_task(cfg, None if planning else a.data, a, ctx)  # a plan needs no validation clips
+    if spec.load_init and _starts_from_init(a):
+        spec.load_init(task, a.init)
     if planning:
-        return _plan(a, task, dataset_fn(cfg))
-    summary = Trainer(task, dataset_fn(cfg), _loop_config(a), a.out, resume=a.resume).fit()
+        return _plan(a, task, spec.dataset(cfg, a, ctx))
+    summary = Trainer(task, spec.dataset(cfg, a, ctx), _loop_config(a), a.out, resume=a.resume).fit()
     print(json.dumps({k: summary[k] for k in ("step", "steps_run", "seconds_per_step", "val")}))
     return 0
 
@@ -195,104 +113,6 @@ def _plan(a, task, dataset) -> int:
         if a.json:
             Path(a.json).write_text(json.dumps(p.to_dict(), indent=2))
     return 0
-
-
-def cmd_train_translator(a) -> int:
-    from .data import SegmentDataset, read_manifest
-    from .notes import read_ranges
-    from .translation.train import TranslatorTask, TranslatorTrainConfig
-
-    def build(cfg):
-        mode = a.mode or cfg.model.mode
-        ranges = read_ranges(a.data) if mode == "notes" else {}
-        if a.domains:
-            domains = tuple(a.domains)
-        else:  # notes mode: the rendered domains (those with notes), not recordings
-            domains = tuple(sorted({e.domain for e in read_manifest(a.data, "train")
-                                    if mode != "notes" or e.domain in ranges}))
-        if mode == "notes" and set(domains) - set(ranges):
-            raise StudioError(f"{a.data} has no notes for {sorted(set(domains) - set(ranges))}: the notes mode trains "
-                              "on parallel renders with their notes (data_recipes.real; --notes-only adds them).")
-        model = replace(cfg.model, mode=mode, domains=domains, channels=a.channels or cfg.model.channels,
-                        down=None if a.mode else cfg.model.down,
-                        dilations=tuple(a.dilations) if a.dilations else cfg.model.dilations,
-                        ranges=tuple(ranges[d] for d in domains) if mode == "notes" else ())
-        if a.init:  # fine-tuning: the architecture and domains are the initial model's
-            from .config import from_dict
-            from .registry import resolve
-            from .translation.model import TranslatorConfig
-
-            model = from_dict(TranslatorConfig, {"mode": "universal", **resolve(a.init, kind="translator").config})
-        return replace(cfg, model=model, confusion=cfg.confusion if a.confusion is None else a.confusion,
-                       segment_length=a.segment_length or cfg.segment_length, lr=a.lr or cfg.lr,
-                       parallel=cfg.parallel if a.parallel is None else a.parallel)
-
-    def make_task(cfg, val_root):
-        task = TranslatorTask(cfg, val_root)
-        if _starts_from_init(a):
-            from .translation.pipeline import load_translator_model
-
-            task.nets["model"].load_state_dict(load_translator_model(a.init)[0].state_dict())
-        return task
-
-    def dataset(cfg):
-        notes = cfg.model.mode == "notes"
-        return SegmentDataset(a.data, cfg.model.audio, cfg.segment_length, "train", domains=list(cfg.model.domains),
-                              seed=a.seed, parallel=notes or cfg.parallel > 0, notes=notes,
-                              augment_notes=cfg.augment_notes)
-
-    return _run_task(a, make_task, TranslatorTrainConfig, build, dataset)
-
-
-def cmd_train_vqvae(a) -> int:
-    from .data import SegmentDataset
-    from .generation.train import VQVAETask, VQVAETrainConfig
-
-    def build(cfg):
-        return replace(cfg, model=replace(cfg.model, channels=a.channels or cfg.model.channels,
-                                          codebook_size=a.codebook_size or cfg.model.codebook_size),
-                       segment_length=a.segment_length or cfg.segment_length, lr=a.lr or cfg.lr)
-
-    task_cls = lambda cfg, val_root: VQVAETask(cfg, val_root, domains=tuple(a.domains))
-    return _run_task(a, task_cls, VQVAETrainConfig, build,
-                     lambda cfg: SegmentDataset(a.data, cfg.model.audio, cfg.segment_length, "train",
-                                                domains=list(a.domains), seed=a.seed))
-
-
-def cmd_train_prior(a) -> int:
-    from .generation.pipeline import load_vqvae
-    from .generation.train import CodeDataset, PriorTask, PriorTrainConfig, encode_corpus
-
-    planning = getattr(a, "plan", False)
-    vqvae_dir = a.vqvae or (registry_default("generator") if planning else None)
-    if not planning and a.resume and (Path(a.out) / "checkpoint.safetensors").is_file():
-        from .train.checkpoint import read_checkpoint_meta
-        vqvae_dir = read_checkpoint_meta(Path(a.out) / "checkpoint.safetensors")["extra"]["config"]["vqvae"]
-    if not vqvae_dir:
-        raise StudioError("give the trained VQ-VAE with --vqvae DIR (e.g. runs/vqvae/export).")
-    vqvae = load_vqvae(vqvae_dir)
-    if a.threads:  # encoding the corpus comes before the loop sets them (hours of audio: minutes on a busy CPU)
-        import torch
-
-        torch.set_num_threads(a.threads)
-    train_codes = encode_corpus(vqvae, a.data, "train", a.domains)
-    val_codes = [] if planning else encode_corpus(vqvae, a.data, "valid", a.domains)
-
-    def build(cfg):
-        return replace(cfg, vqvae=str(vqvae_dir), lr=a.lr or cfg.lr,
-                       model=replace(cfg.model, vocab=vqvae.config.codebook_size, width=a.width or cfg.model.width,
-                                     layers=a.layers or cfg.model.layers, context=a.context or cfg.model.context,
-                                     dropout=cfg.model.dropout if a.dropout is None else a.dropout))
-
-    task_cls = lambda cfg, val_root: PriorTask(cfg, vqvae, val_codes)
-    return _run_task(a, task_cls, PriorTrainConfig, build,
-                     lambda cfg: CodeDataset(train_codes, cfg.model.context, a.seed))
-
-
-def registry_default(kind: str) -> str:
-    from .registry import DEFAULTS
-
-    return DEFAULTS[kind]
 
 
 def cmd_generate(a) -> int:
@@ -395,7 +215,7 @@ def cmd_translate(a) -> int:
     t = Translator.from_pretrained(a.model, vocoder=a.vocoder)
     x, x_sr = _load_sound(a.input, t.sample_rate if a.stem is None else 44100, mono=a.stem is None)
     audio, sr = t(x, x_sr, target=a.to, stem=a.stem, blend_with=a.blend_with, blend=a.blend,
-                  match_level=a.match_level, register=a.register)
+                  match_level=a.match_level)
     save_audio(a.output, audio, sr)
     print(f"wrote {a.output} ({len(audio) / sr:.2f} s at {sr} Hz): {a.input} as {a.to}")
     return 0
@@ -415,11 +235,7 @@ def cmd_eval_translate(a) -> int:
     t = Translator.from_pretrained(a.model, vocoder=a.vocoder)
     results = {}
     if a.data:
-        sources, targets = a.sources or t.domains, a.targets or t.domains
-        for d in sources + targets:
-            t.domain_weights(d)  # an unknown instrument: one line naming the available ones
-        pairs = [(s, g) for s in sources for g in targets if s != g]
-        results["held-out renders"] = evaluate_translator(t, a.data, a.split, a.seconds, a.max_pieces, pairs)
+        results["held-out renders"] = evaluate_translator(t, a.data, a.split, a.seconds, a.max_pieces)
     if a.real:
         results[f"real clips: {a.real}"] = evaluate_translator_real(t, a.real, a.targets or t.domains, a.seconds,
                                                                     a.paper)
@@ -490,90 +306,24 @@ def cmd_models(a) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default only where it has one: a config flag's None means "unset", its help names the
+    config's default."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def _add_train_parsers(train, plan: bool) -> None:
-    """The parsers of ``studio train X``; ``studio plan X`` gets the very same flags (it plans that run)."""
-    tv = train.add_parser("vocoder", help="train the MelGAN vocoder (paper settings by default)",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_loop_args(tv, max_steps=400_000, batch=16, plan=plan)
-    g = tv.add_argument_group("vocoder")
-    g.add_argument("--arch", default="melgan", choices=["melgan", "spectral"],
-                   help="melgan: the paper's generator (GAN training, the flags below); spectral: the studio's "
-                        "frame-rate STFT generator with phase-vocoder synthesis (studio.vocoder.spectral; regression "
-                        "training: --lr, --segment-length, --channels, --mix-prob, --noise-db, --lowpass-prob, --init apply)")
-    g.add_argument("--lowpass-prob", type=float, default=None,
-                   help="spectral: probability of band-limiting a segment (3.5-11 kHz brick wall) before its mel and "
-                        "targets, for real recordings that stop at 8 kHz (default 0)")
-    g.add_argument("--segment-length", type=int, default=None, help="samples per training segment (paper: 8192)")
-    g.add_argument("--lambda-stft", type=float, default=None, help="weight of the auxiliary MR-STFT loss (paper: 0)")
-    g.add_argument("--lambda-mel", type=float, default=None, help="weight of the auxiliary log-mel L1 loss (paper: 0)")
-    g.add_argument("--lambda-sync", type=float, default=None,
-                   help="weight of the frame-locked error: against the hop-rate buzz (paper: 0)")
-    g.add_argument("--adversarial-from", type=int, default=None, help="STFT-only warm-up steps before the GAN losses")
-    g.add_argument("--lr", type=float, default=None, help="Adam learning rate (paper: 1e-4)")
-    g.add_argument("--mix-prob", type=float, default=None,
-                   help="augmentation: probability of adding another segment of the batch (ensembles; paper: 0)")
-    g.add_argument("--noise-db", type=float, nargs=2, default=None, metavar=("LO", "HI"),
-                   help="augmentation: white noise at a level in [LO, HI] dB re the segment's peak, e.g. -80 -50")
-    g.add_argument("--channels", type=int, default=None, help="generator width after the input conv (paper: 512)")
-    g.add_argument("--ratios", type=int, nargs="+", default=None, help="upsampling ratios; product = hop (paper: 8 8 2 2)")
-    g.add_argument("--sample-rate", type=int, default=None, help="e.g. 44100 (then give --hop-length and --ratios)")
-    g.add_argument("--hop-length", type=int, default=None)
-    g.add_argument("--harmonic", action="store_true",
-                   help="add the oscillator bank (studio.vocoder.harmonic; not in the paper): pitch for held notes")
-    g.add_argument("--harmonic-steps", type=int, default=None,
-                   help="first train the oscillator bank alone for this many steps, then freeze it")
-    g.add_argument("--harmonic-lr", type=float, default=None, help="the bank's learning rate in its warm-up")
-    g.add_argument("--harmonic-noise-db", type=float, nargs=2, default=None, metavar=("LO", "HI"),
-                   help="warm-up: noise at [LO, HI] dB re peak in the bank's input only (target clean), e.g. -60 -30")
-    g.add_argument("--stft-resolutions", type=int, nargs="+", default=None, metavar="N_FFT",
-                   help="FFT sizes of the MR-STFT loss (hop N/4, window N; default 512 1024 2048)")
-    g.add_argument("--init", default=None, help="start the generator from this vocoder (registry name or folder, "
-                   "e.g. melgan-music-22k) to fine-tune it; the discriminator starts fresh")
-    tv.set_defaults(plan=plan, func=cmd_train_vocoder)
+    """The parsers of ``studio train X``, one per command of the task table; ``studio plan X`` gets the very same
+    flags (it plans that run)."""
+    from .tasks import TASKS, add_train_flags
 
-    tt = train.add_parser("translator", help="train the music domain translator on a multi-domain dataset",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_loop_args(tt, max_steps=20_000, batch=16, plan=plan)
-    g = tt.add_argument_group("translator")
-    g.add_argument("--mode", choices=("notes", "universal"), default=None,
-                   help="notes (default): transcribed notes + loudness -> target mel, trained on parallel renders with "
-                        "their notes; universal: Mor et al.'s encoder with domain confusion")
-    g.add_argument("--dilations", type=int, nargs="+", default=None, help="dilations of each conv stack")
-    g.add_argument("--domains", nargs="+", default=None,
-                   help="domains to learn (default: all in the manifest; notes mode: all with notes)")
-    g.add_argument("--confusion", type=float, default=None, help="domain-confusion weight (0.01; 0 = off)")
-    g.add_argument("--parallel", type=float, default=None,
-                   help="fraction of each batch trained to translate to the same window rendered on another "
-                        "instrument (parallel renders; 0 = unsupervised, as in Mor et al.)")
-    g.add_argument("--init", default=None, help="start from this translator (registry name or folder) to fine-tune")
-    g.add_argument("--channels", type=int, default=None)
-    g.add_argument("--segment-length", type=int, default=None)
-    g.add_argument("--lr", type=float, default=None)
-    tt.set_defaults(plan=plan, func=cmd_train_translator)
-
-    tq = train.add_parser("vqvae", help="train the VQ-VAE over mel frames (piano by default)",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_loop_args(tq, max_steps=20_000, batch=16, plan=plan)
-    g = tq.add_argument_group("vq-vae")
-    g.add_argument("--domains", nargs="+", default=["piano"])
-    g.add_argument("--channels", type=int, default=None)
-    g.add_argument("--codebook-size", type=int, default=None)
-    g.add_argument("--segment-length", type=int, default=None)
-    g.add_argument("--lr", type=float, default=None)
-    tq.set_defaults(plan=plan, func=cmd_train_vqvae)
-
-    tp = train.add_parser("prior", help="train the Transformer prior over a trained VQ-VAE's codes",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_loop_args(tp, max_steps=20_000, batch=32, plan=plan)
-    g = tp.add_argument_group("prior")
-    g.add_argument("--vqvae", default=None, help="the trained VQ-VAE folder (a run's export/)")
-    g.add_argument("--domains", nargs="+", default=["piano"])
-    g.add_argument("--width", type=int, default=None)
-    g.add_argument("--layers", type=int, default=None)
-    g.add_argument("--context", type=int, default=None)
-    g.add_argument("--dropout", type=float, default=None, help="attention and MLP dropout (0.1)")
-    g.add_argument("--lr", type=float, default=None)
-    tp.set_defaults(plan=plan, func=cmd_train_prior)
+    for command, specs in TASKS.items():
+        p = train.add_parser(command, help=specs[0].help, formatter_class=_HelpFormatter)
+        _add_loop_args(p, max_steps=specs[0].max_steps, batch=specs[0].batch, plan=plan)
+        add_train_flags(p, command)
+        p.set_defaults(plan=plan, func=cmd_train)
 
 
 
@@ -633,9 +383,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--blend", type=float, default=0.0, help="0 = only --to, 1 = only --blend-with")
     t.add_argument("--no-match-level", dest="match_level", action="store_false",
                    help="keep the decoder's own level (default: as loud as the input, peak-limited)")
-    t.add_argument("--register", choices=("fold", "keep"), default="fold",
-                   help="notes outside the target instrument's range: fold = move them by octaves into it (as an "
-                        "arranger would); keep = play them where they are")
     t.set_defaults(func=cmd_translate)
 
     ev = sub.add_parser("eval", help="measure a model on held-out data").add_subparsers(dest="what", required=True)
@@ -643,9 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--data", default=None, help="a rendered (parallel) dataset")
     et.add_argument("--real", default=None, help="a folder of recordings (e.g. ../shared/audio/music): chroma "
                     "agreement with the source, level difference and note F1 per target")
-    et.add_argument("--targets", nargs="+", default=None, help="instruments to translate to (default: all)")
-    et.add_argument("--sources", nargs="+", default=None,
-                    help="with --data: the renders' instruments to translate from (default: all)")
+    et.add_argument("--targets", nargs="+", default=None, help="with --real: instruments to translate to "
+                    "(default: all)")
     et.add_argument("--paper", default=None, help="with --real: folders <source>_to_<target> of the paper's "
                     "translations of the same clip numbers, scored as anchor rows")
     et.add_argument("--split", default="test")

@@ -17,7 +17,8 @@ def normalize_mel(mel: torch.Tensor) -> torch.Tensor:
     return (mel - MEL_CENTER) / MEL_SCALE
 
 
-def denormalize_mel(x: torch.Tensor, floor: float = -5.0) -> torch.Tensor:
+def denormalize_mel(x: torch.Tensor, floor: float) -> torch.Tensor:
+    """Back to log10 mels, clamped at ``floor``: log10 of the model's ``AudioConfig.log_floor`` (its mels' floor)."""
     return (x * MEL_SCALE + MEL_CENTER).clamp(min=floor)
 
 

@@ -18,20 +18,14 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from . import registry
 from torch.utils.data import Dataset
 
 from .data import StepSampler, summarize
 from .errors import DatasetError, StudioError
-from .train.estimate import PeakMemory, _epochs, _hours, item_seconds, shipped_entry, targets
+from .tasks import shipped_task, task_for
+from .train.estimate import PeakMemory, _epochs, _hours, targets
 
-# Minimum training audio per model, in hours (documented with its reasons in README.md, "How much data").
-MIN_HOURS = {
-    "vocoder": ("total", 1.0),
-    "translator": ("per domain", 0.25),
-    "vqvae": ("per domain", 0.25),
-    "prior": ("per domain", 0.25),
-}
+# where each task's minimum training audio (``TrainTask.min_hours``) is documented, with its reasons
 MIN_HOURS_SOURCE = "README.md, section 'How much data'"
 
 def memory_limit(device: torch.device) -> int:
@@ -76,7 +70,7 @@ class Plan:
 
 def check_data(model: str, hours: dict, domains: list[str] | None = None) -> tuple[dict, list[str]]:
     """(the minimum that applies, warnings) for the train split of ``hours`` (split -> domain -> hours)."""
-    scope, minimum = MIN_HOURS[model]
+    scope, minimum = task_for(model).min_hours
     train = hours.get("train", {})
     if domains:
         train = {d: h for d, h in train.items() if d in domains}
@@ -180,7 +174,7 @@ def _measure(model, task, batches, data_root, hours, dev, batch, precision, step
         fits = nxt_mem < 0.9 * limit
     else:
         nxt_mem, fits = None, None
-    isec = item_seconds(model, task)
+    isec = task.item_seconds()
     train_h = sum(h for d, h in hours.get("train", {}).items() if not domains or d in domains)
     minimum, warnings = check_data(model, hours, domains) if hours else ({}, [])
     if fits is False:
@@ -193,7 +187,7 @@ def _measure(model, task, batches, data_root, hours, dev, batch, precision, step
                 memory_limit_mb=limit / 2**20, next_batch=nxt,
                 next_batch_memory_mb=None if nxt_mem is None else nxt_mem / 2**20, next_batch_fits=fits,
                 item_seconds=isec, data_hours=hours,
-                targets=targets(model, per, batch, isec, train_h, max_steps), minimum=minimum, warnings=warnings,
+                targets=targets(task, per, batch, train_h, max_steps), minimum=minimum, warnings=warnings,
                 machine=machine_name(dev))
 
 
@@ -231,65 +225,17 @@ def format_plan(p: Plan) -> str:
 
 
 class SyntheticData(Dataset):
-    """Batches of the right shapes without a dataset (noise audio, random codes): the time and memory of a step
-    do not depend on the content. Used for the app's estimates of the shipped models' runs."""
+    """Batches of the right shapes without a dataset (noise audio, random codes: ``TrainTask.synthetic``): the time
+    and memory of a step do not depend on the content. Used for the app's estimates of the shipped models' runs."""
 
     def __init__(self, model: str, task):
-        self.model, self.task = model, task
+        self.spec, self.task = task_for(model), task
 
     def __len__(self) -> int:
         return 2**31 - 1
 
     def __getitem__(self, i: int) -> dict:
-        g = torch.Generator().manual_seed(i)
-        cfg = self.task.cfg
-        if self.model == "prior":
-            return {"codes": torch.randint(cfg.model.vocab, (cfg.model.context,), generator=g)}
-        item = {"audio": torch.randn(1, cfg.segment_length, generator=g) * 0.1}
-        if self.model == "translator":
-            item["domain"] = i % len(cfg.model.domains)
-        return item
-
-
-def shipped_task(model: str):
-    """(training task with the shipped model's architecture, the card's batch size, the card's record)."""
-    from .config import from_dict
-
-    entry, rec = shipped_entry(model)
-    if model == "vocoder" and entry.architecture == "spectral":
-        from .vocoder.spectral import SpectralConfig
-        from .vocoder.train import SpectralTrainConfig, SpectralVocoderTask
-
-        task = SpectralVocoderTask(SpectralTrainConfig(generator=from_dict(SpectralConfig, entry.config),
-                                                       segment_length=rec.get("segment", 16384)))
-    elif model == "vocoder":
-        from .vocoder.generator import GeneratorConfig
-        from .vocoder.train import VocoderTask, VocoderTrainConfig
-
-        task = VocoderTask(VocoderTrainConfig(generator=from_dict(GeneratorConfig, entry.config),
-                                              segment_length=rec.get("segment", 8192),
-                                              lambda_stft=rec.get("lambda_stft", 0.0),
-                                              lambda_mel=rec.get("lambda_mel", 0.0),
-                                              adversarial_from=rec.get("adversarial_from", 0)))
-    elif model == "translator":
-        from .translation.model import TranslatorConfig
-        from .translation.train import TranslatorTask, TranslatorTrainConfig
-
-        task = TranslatorTask(TranslatorTrainConfig(model=from_dict(TranslatorConfig, entry.config),
-                                                    segment_length=rec.get("segment", 16384)))
-    else:
-        from .generation.pipeline import load_vqvae
-        from .generation.prior import PriorConfig
-        from .generation.train import PriorTask, PriorTrainConfig, VQVAETask, VQVAETrainConfig
-        from .generation.vqvae import VQVAEConfig
-
-        if model == "vqvae":
-            task = VQVAETask(VQVAETrainConfig(model=from_dict(VQVAEConfig, entry.config["vqvae"]),
-                                              segment_length=rec.get("segment", 16384)))
-        else:
-            task = PriorTask(PriorTrainConfig(model=from_dict(PriorConfig, entry.config["prior"]), vqvae=str(entry.path)),
-                             load_vqvae(entry.path))
-    return task, int(rec.get("batch", 16)), rec
+        return self.spec.synthetic(self.task.cfg, i, torch.Generator().manual_seed(i))
 
 
 def estimate_shipped(model: str, steps: int = 2, warmup: int = 1, threads: int | None = None) -> Plan:

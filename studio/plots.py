@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -23,7 +25,7 @@ def mel_figure(panels: list[tuple[str, np.ndarray]], config: AudioConfig = Audio
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.3 * len(panels)), squeeze=False, constrained_layout=True)
     for ax, (title, audio) in zip(axes[:, 0], panels):
         m = log_mel(audio, config)
-        ax.imshow(m, origin="lower", aspect="auto", vmin=-5, vmax=max(0.5, float(m.max())), cmap="magma",
+        ax.imshow(m, origin="lower", aspect="auto", vmin=math.log10(config.log_floor), vmax=max(0.5, float(m.max())), cmap="magma",
                   extent=[0, m.shape[1] / config.frame_rate, 0, m.shape[0]])
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("mel bin")

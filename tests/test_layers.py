@@ -22,7 +22,7 @@ LAYERS = [
     ("pipelines", ["studio.explore", "studio.evaluate", "studio.export", "studio.plots"]),
     ("train", ["studio.train", "studio.train.*", "studio.vocoder.train", "studio.translation.train",
                "studio.generation.train"]),
-    ("tools", ["studio.plan", "studio.bench", "studio.bench_rows", "studio.cli", "studio.app", "studio.__main__"]),
+    ("tools", ["studio.tasks", "studio.plan", "studio.bench", "studio.bench_rows", "studio.cli", "studio.app", "studio.__main__"]),
 ]
 
 

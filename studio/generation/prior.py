@@ -14,10 +14,10 @@ from torch import nn
 class PriorConfig:
     vocab: int = 512  # = the VQ-VAE's codebook size
     context: int = 256  # codes (about 12 s at 21.5 codes/s)
-    width: int = 256
-    layers: int = 4
-    heads: int = 4
-    dropout: float = 0.1
+    width: int = 256  # Transformer width
+    layers: int = 4  # Transformer blocks
+    heads: int = 4  # attention heads (dividing width)
+    dropout: float = 0.1  # attention and MLP dropout
 
 
 class Block(nn.Module):

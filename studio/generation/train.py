@@ -23,12 +23,13 @@ from .vqvae import VQVAE, VQVAEConfig
 @dataclass
 class VQVAETrainConfig:
     model: VQVAEConfig = field(default_factory=VQVAEConfig)
-    segment_length: int = 16384
-    lr: float = 3e-4
+    segment_length: int = 16384  # samples per training segment (64 mel frames at hop 256)
+    lr: float = 3e-4  # AdamW learning rate
 
 
 class VQVAETask(Task):
     name = "vqvae"
+    shipped = ("generator", "vqvae")
 
     def __init__(self, cfg: VQVAETrainConfig, val_root=None, domains=("piano",), val_clips: int = 4):
         super().__init__()
@@ -122,11 +123,12 @@ class CodeDataset(Dataset):
 class PriorTrainConfig:
     model: PriorConfig = field(default_factory=PriorConfig)
     vqvae: str = ""  # the VQ-VAE model folder whose codes this prior models
-    lr: float = 5e-4
+    lr: float = 5e-4  # AdamW learning rate
 
 
 class PriorTask(Task):
     name = "prior"
+    shipped = ("generator", "prior")
 
     def __init__(self, cfg: PriorTrainConfig, vqvae: VQVAE, val_codes: list[torch.Tensor] | None = None):
         super().__init__()
@@ -140,6 +142,10 @@ class PriorTask(Task):
         n = cfg.model.context
         self.val = [c[i: i + n] for c in (val_codes or []) for i in range(0, max(1, len(c) - n + 1), n)[:8]
                     if len(c[i: i + n]) >= 8]
+
+    def item_seconds(self) -> float:
+        vq = self.vqvae.config  # a context of codes
+        return self.cfg.model.context * vq.down * vq.audio.hop_length / vq.audio.sample_rate
 
     def train_step(self, batch, step):
         codes = batch["codes"].to(self.device)

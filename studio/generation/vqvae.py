@@ -22,13 +22,13 @@ from ..latent import MelDecoder, MelEncoder, denormalize_mel, normalize_mel
 @dataclass(frozen=True)
 class VQVAEConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
-    channels: int = 256
-    latent: int = 64
+    channels: int = 256  # width of the encoder and decoder
+    latent: int = 64  # dimensions of a code vector
     down: int = 4  # codes per second = frame rate / down (21.5 at 22.05 kHz)
-    dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)
-    codebook_size: int = 512
-    commitment: float = 0.25
-    ema_decay: float = 0.99
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)  # of the residual stacks' convs
+    codebook_size: int = 512  # codes in the codebook
+    commitment: float = 0.25  # weight of the commitment loss
+    ema_decay: float = 0.99  # of the codebook's moving averages
     dead_after: int = 200  # steps without use before a code is reset
 
 

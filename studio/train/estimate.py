@@ -21,18 +21,22 @@ PAPER_STEPS = {
 }
 
 
-def shipped_entry(model: str) -> tuple[registry.ModelEntry, dict]:
-    """The shipped model that ``model``'s training produces, and its ``training`` record (the generator's holds one
-    per stage). Raises ``ModelNotFound`` when it is not installed."""
-    kind = {"vocoder": "vocoder", "translator": "translator", "vqvae": "generator", "prior": "generator"}[model]
+def shipped_of(task) -> tuple[str, str | None]:
+    """(registry kind, stage) of the shipped model ``task``'s training produces (``Task.shipped``)."""
+    return task.shipped or (task.name, None)
+
+
+def shipped_entry(kind: str, stage: str | None = None) -> tuple[registry.ModelEntry, dict]:
+    """The shipped model of ``kind`` and its ``training`` record (``stage``'s, for a model that holds one per stage).
+    Raises ``ModelNotFound`` when it is not installed."""
     entry = registry.resolve(registry.DEFAULTS[kind], kind=kind)
-    return entry, (entry.training.get(model, {}) if kind == "generator" else entry.training)
+    return entry, (entry.training.get(stage, {}) if stage else entry.training)
 
 
-def _shipped_training(model: str) -> tuple[str, dict] | None:
-    """``(name, record)`` of the shipped model matching ``model``, if installed and recorded."""
+def _shipped_training(task) -> tuple[str, dict] | None:
+    """``(name, record)`` of the shipped model ``task`` trains toward, if installed and recorded."""
     try:
-        entry, record = shipped_entry(model)
+        entry, record = shipped_entry(*shipped_of(task))
     except ModelNotFound:  # no shipped model: the plan just lacks that row
         return None
     return (entry.name, record) if record.get("steps") else None
@@ -98,23 +102,23 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def targets(model: str, seconds_per_step: float, batch: int, item_seconds: float, train_hours: float,
-            max_steps: int | None = None) -> list[dict]:
-    """Wall time and epochs to reach the shipped model's steps, the paper's, and this run's ``max_steps``."""
+def targets(task, seconds_per_step: float, batch: int, train_hours: float, max_steps: int | None = None) -> list[dict]:
+    """Wall time and epochs to reach the shipped model's steps, the paper's, and this run's ``max_steps``, for a
+    run of ``task``."""
     rows = []
-    shipped = _shipped_training(model)
+    shipped = _shipped_training(task)
     if shipped:
         name, rec = shipped
         rows.append({"name": f"shipped {name}", "steps": int(rec["steps"]),
                      "source": f"models/{name} card: {rec.get('wall_minutes', '?')} min on {rec.get('hardware', '?')}"})
-    if model in PAPER_STEPS:
-        steps, source = PAPER_STEPS[model]
+    if task.name in PAPER_STEPS:
+        steps, source = PAPER_STEPS[task.name]
         rows.append({"name": "paper", "steps": steps, "source": source})
     if max_steps and all(r["steps"] != max_steps for r in rows):
         rows.append({"name": "this run (--max-steps)", "steps": int(max_steps), "source": "command line"})
     for r in rows:
         r["seconds"] = r["steps"] * seconds_per_step
-        r["epochs"] = r["steps"] * batch * item_seconds / (train_hours * 3600) if train_hours > 0 else None
+        r["epochs"] = r["steps"] * batch * task.item_seconds() / (train_hours * 3600) if train_hours > 0 else None
     return rows
 
 
@@ -132,11 +136,3 @@ def format_estimate(name: str, seconds_per_step: float, steps_measured: int, ste
         lines.append(f"[{name}] to {r['steps']:,} steps ({r['name']}): ≈ {_hours(r['seconds'])}{_epochs(r.get('epochs'))}")
     return "\n".join(lines)
 
-
-def item_seconds(model: str, task) -> float:
-    cfg = task.cfg
-    if model == "prior":
-        vq = task.vqvae.config
-        return cfg.model.context * vq.down * vq.audio.hop_length / vq.audio.sample_rate
-    audio = cfg.generator.audio if model == "vocoder" else cfg.model.audio
-    return cfg.segment_length / audio.sample_rate

@@ -85,6 +85,10 @@ class Task:
     """
 
     name = "task"
+    # The shipped model this training produces, for the estimates' "time to the shipped model's steps": its registry
+    # kind and, where that model holds several stages (the generator: vqvae, prior), this one's key in its config and
+    # training record. None: the kind is ``name``, one stage.
+    shipped: tuple[str, str | None] | None = None
 
     def __init__(self):
         self.nets: dict[str, nn.Module] = {}
@@ -98,6 +102,10 @@ class Task:
 
     def train_step(self, batch: dict, step: int) -> dict[str, float]:
         raise NotImplementedError
+
+    def item_seconds(self) -> float:
+        """Seconds of training audio one batch item covers (the estimates' epochs)."""
+        return self.cfg.segment_length / self.audio.sample_rate
 
     def validate(self) -> dict[str, float]:
         """Metrics on held-out data (the loop logs them under ``val/``)."""
@@ -239,13 +247,12 @@ class Trainer:
 
     def _estimate(self, per: float, done: int) -> str:
         """The same estimate as ``studio plan``, from this run's own first steps."""
-        from .estimate import PeakMemory, format_estimate, item_seconds, targets
+        from .estimate import PeakMemory, format_estimate, targets
 
         rows = []
         try:
             hours = sum(summarize(self.dataset.root).get("train", {}).values()) if hasattr(self.dataset, "root") else 0.0
-            rows = targets(self.task.name, per, self.cfg.batch_size * self.world, item_seconds(self.task.name, self.task),
-                           hours)
+            rows = targets(self.task, per, self.cfg.batch_size * self.world, hours)
         except (KeyError, AttributeError, StudioError, ImportError):  # a task or dataset the planner does not know
             pass
         dev = self.task.device

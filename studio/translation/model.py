@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
 
 from ..audio import AudioConfig
+from ..config import from_dict
 from ..errors import ConfigMismatch
 from ..latent import MelDecoder, MelEncoder, denormalize_mel, normalize_mel, receptive_frames
 from ..notes import PITCHES
@@ -41,13 +43,13 @@ def loudness(mel: torch.Tensor, range_log10: float = 3.0) -> torch.Tensor:
 class TranslatorConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
     domains: tuple[str, ...] = ("piano", "violin")
-    channels: int = 256
-    latent: int = 64
+    channels: int = 256  # width of the encoder's and the decoder's conv stacks
+    latent: int = 64  # channels of the latent between encoder and decoder
     down: int | None = None  # latent frame rate = mel frame rate / down; None: 1 for notes, 2 (43 Hz) for universal
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)
-    domain_dim: int = 64
-    dropout: float = 0.0
-    mode: str = "notes"  # notes | universal (see the module docstring)
+    domain_dim: int = 64  # size of the instrument embedding the decoder is conditioned on (FiLM)
+    dropout: float = 0.0  # in the encoder's blocks
+    mode: Literal["notes", "universal"] = "notes"  # notes: transcribed notes in; universal: Mor et al.'s encoder
     # notes mode: each domain's sampled range (lowest, highest MIDI), in ``domains`` order, for octave folding
     ranges: tuple[tuple[int, int], ...] = ()
 
@@ -59,6 +61,11 @@ class TranslatorConfig:
             raise ConfigMismatch(f"{len(self.ranges)} ranges for {len(self.domains)} domains.")
         if self.down is None:
             object.__setattr__(self, "down", 1 if self.mode == "notes" else 2)
+
+
+def translator_config(d: dict) -> TranslatorConfig:
+    """A saved config -> ``TranslatorConfig``; configs saved before the notes mode existed are universal ones."""
+    return from_dict(TranslatorConfig, {"mode": "universal", **d})
 
 
 class GradientReversal(torch.autograd.Function):

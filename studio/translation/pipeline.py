@@ -16,13 +16,13 @@ import torch
 
 from .. import registry
 from ..audio import load_audio, prepare_audio
-from ..config import from_dict, to_dict
+from ..config import to_dict
 from ..errors import ConfigMismatch, StudioError
 from ..latent import pad_to_multiple
 from ..nn import chunked
 from ..weights import load_weights, save_model
 from ..vocoder import Vocoder
-from .model import TranslatorConfig, TranslatorModel
+from .model import TranslatorModel, translator_config
 
 CHUNK_FRAMES = 1024  # mel frames per chunk (~12 s at 22.05 kHz / hop 256)
 REGISTERS = ("fold", "keep")  # notes outside the target's range: moved by octaves into it, or played where they are
@@ -83,8 +83,7 @@ def save_translator(model: TranslatorModel, folder: str | os.PathLike, card: str
 
 def load_translator_model(name_or_dir=None, device="cpu") -> tuple[TranslatorModel, registry.ModelEntry]:
     entry = registry.resolve(name_or_dir or registry.DEFAULTS["translator"], kind="translator")
-    config = {"mode": "universal", **entry.config}  # models saved before the notes mode are universal ones
-    model = TranslatorModel(from_dict(TranslatorConfig, config))
+    model = TranslatorModel(translator_config(entry.config))
     try:
         model.load_state_dict(load_weights(entry.weights))
     except RuntimeError as e:

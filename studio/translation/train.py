@@ -33,7 +33,7 @@ from .model import DomainClassifier, GradientReversal, TranslatorConfig, Transla
 class TranslatorTrainConfig:
     model: TranslatorConfig = field(default_factory=TranslatorConfig)
     segment_length: int = 16384  # samples (64 mel frames at hop 256)
-    lr: float = 3e-4
+    lr: float = 3e-4  # AdamW learning rate
     confusion: float = 0.01  # weight of the domain-confusion term on the encoder; 0 turns it off
     pitch_shift: float = 0.5  # semitones, max; 0 turns the augmentation off
     # Fraction of each batch whose decoder target is the same window rendered on another instrument (parallel

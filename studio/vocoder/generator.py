@@ -19,10 +19,10 @@ class GeneratorConfig:
     """Paper defaults: 512 channels after the input conv, upsampling 8*8*2*2 = hop 256, dilations 1/3/9."""
 
     audio: AudioConfig = field(default_factory=AudioConfig)
-    channels: int = 512
-    ratios: tuple[int, ...] = (8, 8, 2, 2)
-    dilations: tuple[int, ...] = (1, 3, 9)
-    weight_norm: bool = True
+    channels: int = 512  # generator width after the input conv (paper: 512)
+    ratios: tuple[int, ...] = (8, 8, 2, 2)  # upsampling ratios; their product is the hop (paper: 8 8 2 2)
+    dilations: tuple[int, ...] = (1, 3, 9)  # of each residual stack's convs (paper: 1 3 9)
+    weight_norm: bool = True  # on every conv (paper: yes)
     # Not in the paper: an oscillator bank summed with the output, for sustained notes (``studio.vocoder.harmonic``)
     harmonic: HarmonicConfig | None = None
 

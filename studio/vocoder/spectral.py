@@ -44,12 +44,12 @@ class SpectralConfig:
     phase-advance deviation for the ``n_fft / 2 + 1`` bins of ``audio``."""
 
     audio: AudioConfig = field(default_factory=AudioConfig)
-    channels: int = 384
-    blocks: int = 8
-    kernel: int = 7
-    expansion: int = 3
-    lookahead: int = 2
-    lock_iterations: int = 2
+    channels: int = 384  # backbone width
+    blocks: int = 8  # ConvNeXt blocks
+    kernel: int = 7  # frames of each block's causal depthwise conv
+    expansion: int = 3  # MLP expansion of each block
+    lookahead: int = 2  # frames the input conv sees ahead (0-3): latency against quality
+    lock_iterations: int = 2  # passes of phase locking (each bin takes its loudest neighbour's phase)
 
     def __post_init__(self):
         a = self.audio

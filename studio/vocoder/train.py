@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..audio import MelSpectrogram
-from ..config import to_dict
+from ..config import setting, to_dict
 from ..data import fixed_clips
 from ..errors import StudioError
 from ..metrics import MultiResolutionSTFTLoss, frame_locked, mel_l1_batch
@@ -23,40 +23,53 @@ from .model import Vocoder
 from .spectral import SpectralConfig, SpectralGenerator, spectral_losses, stft_targets
 
 
+def _fft_sizes(sizes) -> tuple[tuple[int, int, int], ...]:
+    """``--stft-resolutions 512 1024``: FFT sizes -> (n_fft, hop N/4, window N)."""
+    return tuple((n, n // 4, n) for n in sizes)
+
+
 @dataclass
 class VocoderTrainConfig:
-    """Paper defaults (Sec. 3 / official code): Adam 1e-4 (0.5, 0.9), segments of 8192, lambda_fm 10, gain 0.3-1."""
+    """Paper defaults (Sec. 3 / official code): Adam 1e-4 (0.5, 0.9), segments of 8192, lambda_fm 10, gain 0.3-1.
+    The help of each field is its ``studio train vocoder`` flag's."""
 
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    segment_length: int = 8192
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.5, 0.9)
-    lambda_fm: float = 10.0
-    lambda_stft: float = 0.0  # auxiliary multi-resolution STFT loss; off in the paper, a big help on a CPU
-    lambda_mel: float = 0.0  # auxiliary log10-mel L1 loss (as in HiFi-GAN); off in the paper
-    gain: tuple[float, float] = (0.3, 1.0)
-    adversarial_from: int = 0  # steps of STFT-only warm-up before the GAN losses start (needs lambda_stft > 0)
-    # weight of the frame-locked error (``metrics.frame_locked`` of y - x re x): penalises the hop-rate buzz that
-    # magnitude losses let through (reconstruction-only training falls into it); off in the paper
+    segment_length: int = 8192  # samples per training segment (paper: 8192)
+    lr: float = 1e-4  # Adam learning rate (paper: 1e-4)
+    betas: tuple[float, float] = (0.5, 0.9)  # Adam betas (paper: 0.5 0.9)
+    lambda_fm: float = 10.0  # weight of the feature-matching loss (paper: 10)
+    # weight of the auxiliary MR-STFT loss (paper: 0); off in the paper, a big help on a CPU
+    lambda_stft: float = 0.0
+    lambda_mel: float = 0.0  # weight of the auxiliary log10-mel L1 loss, as in HiFi-GAN (paper: 0)
+    gain: tuple[float, float] = (0.3, 1.0)  # augmentation: random gain in this range (paper: 0.3 1)
+    # STFT-only warm-up steps before the GAN losses (needs an auxiliary loss above 0)
+    adversarial_from: int = 0
+    # weight of the frame-locked error (``metrics.frame_locked`` of y - x re x): against the hop-rate buzz that
+    # magnitude losses let through (reconstruction-only training falls into it) (paper: 0)
     lambda_sync: float = 0.0
-    # Augmentation toward real recordings (renders are solo and noiseless): with probability mix_prob a segment
-    # gets another one of the batch added (ensembles); noise_db: white noise at a level drawn in this range, dB
-    # relative to the segment's peak (a recording's noise floor). Off in the paper.
-    mix_prob: float = 0.0
-    noise_db: tuple[float, float] | None = None
+    # Augmentation toward real recordings (renders are solo and noiseless). Off in the paper.
+    mix_prob: float = setting(0.0, "augmentation: probability of adding another segment of the batch (ensembles)")
+    noise_db: tuple[float, float] | None = setting(
+        None, "augmentation: white noise at a level in [LO, HI] dB re the segment's peak (a recording's noise "
+              "floor), e.g. -80 -50", metavar=("LO", "HI"))
     # Oscillator bank (``generator.harmonic``; not in the paper): the first ``harmonic_steps`` steps train the bank
     # alone on the auxiliary losses, at ``harmonic_lr`` (the generator's output would otherwise hide what the bank
     # adds: its comb already fills the spectral envelope, so in a sum the bank is only ever pushed down); after
     # them the bank is frozen and the generator learns around it.
-    harmonic_steps: int = 0
-    harmonic_lr: float = 1e-3
+    harmonic_steps: int = setting(0, "first train the oscillator bank alone for this many steps, then freeze it")
+    harmonic_lr: float = setting(1e-3, "the bank's learning rate in its warm-up")
     # In the bank's warm-up, noise from white to brown (``colored_noise``) at a level in this range (dB re the
     # segment's peak) is added to its input only, the target staying clean: a recording's hiss and rumble in the mel
     # must not light oscillators
-    harmonic_noise_db: tuple[float, float] | None = None
+    harmonic_noise_db: tuple[float, float] | None = setting(
+        None, "warm-up: noise at [LO, HI] dB re peak in the bank's input only (target clean), e.g. -60 -30",
+        metavar=("LO", "HI"))
     # (n_fft, hop, win) of the auxiliary MR-STFT loss; a 4096 window tells neighbouring semitones apart in the bass
-    stft_resolutions: tuple[tuple[int, int, int], ...] = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))
+    stft_resolutions: tuple[tuple[int, int, int], ...] = setting(
+        ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048)),
+        "FFT sizes of the MR-STFT loss (hop N/4, window N)", flag={"type": int, "nargs": "+", "metavar": "N_FFT"},
+        parse=_fft_sizes)
 
 
 def augment(x: torch.Tensor, cfg: VocoderTrainConfig) -> torch.Tensor:
@@ -276,18 +289,18 @@ class SpectralTrainConfig:
     with a linear warm-up and a half-life decay, both functions of the step (exact resume)."""
 
     generator: SpectralConfig = field(default_factory=SpectralConfig)
-    segment_length: int = 16384
-    lr: float = 5e-4
-    betas: tuple[float, float] = (0.8, 0.99)
-    weight_decay: float = 0.01
-    warmup_steps: int = 300
-    lr_half_life: int = 20_000
-    lambda_log_mag: float = 1.0
-    lambda_sc: float = 1.0
-    lambda_phase: float = 1.0
-    gain: tuple[float, float] = (0.3, 1.0)
-    mix_prob: float = 0.0
-    noise_db: tuple[float, float] | None = None
+    segment_length: int = 16384  # samples per training segment
+    lr: float = 5e-4  # AdamW peak learning rate
+    betas: tuple[float, float] = (0.8, 0.99)  # AdamW betas
+    weight_decay: float = 0.01  # AdamW weight decay
+    warmup_steps: int = 300  # steps of linear learning-rate warm-up
+    lr_half_life: int = 20_000  # steps over which the learning rate halves
+    lambda_log_mag: float = 1.0  # weight of the log-magnitude loss
+    lambda_sc: float = 1.0  # weight of the spectral-convergence loss
+    lambda_phase: float = 1.0  # weight of the phase-advance loss
+    gain: tuple[float, float] = (0.3, 1.0)  # augmentation: random gain in this range
+    mix_prob: float = 0.0  # augmentation: probability of adding another segment of the batch
+    noise_db: tuple[float, float] | None = None  # augmentation: white noise in [LO, HI] dB re the segment's peak
     # With this probability a segment is band-limited (brick wall at a cutoff drawn in ``lowpass_hz``) before both
     # its mel and its targets are computed: many real recordings stop at 8 kHz (16 kHz files, lossy codecs), and
     # the vocoder should reproduce them as they are instead of meeting a mel it never saw.
