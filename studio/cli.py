@@ -208,6 +208,11 @@ def _load_sound(path, sample_rate: int, mono: bool = True):
     return audio, sr
 
 
+REGISTERS = ("fold", "keep")  # studio.translation.pipeline.REGISTERS (not imported: the CLI loads models lazily)
+REGISTER_HELP = ("notes outside the target instrument's range: fold = move them by octaves into it (as an arranger "
+                 "would); keep = play them where they are")
+
+
 def cmd_translate(a) -> int:
     from .audio import save_audio
     from .translation import Translator
@@ -215,7 +220,7 @@ def cmd_translate(a) -> int:
     t = Translator.from_pretrained(a.model, vocoder=a.vocoder)
     x, x_sr = _load_sound(a.input, t.sample_rate if a.stem is None else 44100, mono=a.stem is None)
     audio, sr = t(x, x_sr, target=a.to, stem=a.stem, blend_with=a.blend_with, blend=a.blend,
-                  match_level=a.match_level)
+                  match_level=a.match_level, register=a.register)
     save_audio(a.output, audio, sr)
     print(f"wrote {a.output} ({len(audio) / sr:.2f} s at {sr} Hz): {a.input} as {a.to}")
     return 0
@@ -235,10 +240,15 @@ def cmd_eval_translate(a) -> int:
     t = Translator.from_pretrained(a.model, vocoder=a.vocoder)
     results = {}
     if a.data:
-        results["held-out renders"] = evaluate_translator(t, a.data, a.split, a.seconds, a.max_pieces)
+        sources, targets = a.sources or t.domains, a.targets or t.domains
+        for d in sources + targets:
+            t.domain_weights(d)  # an unknown instrument: one line naming the available ones
+        pairs = [(s, g) for s in sources for g in targets if s != g]
+        results["held-out renders"] = evaluate_translator(t, a.data, a.split, a.seconds, a.max_pieces, pairs,
+                                                          register=a.register)
     if a.real:
         results[f"real clips: {a.real}"] = evaluate_translator_real(t, a.real, a.targets or t.domains, a.seconds,
-                                                                    a.paper)
+                                                                    a.paper, register=a.register)
         if not note_f1_available():
             print("note_f1: unavailable (basic_pitch is not installed)")
     for name, rows in results.items():
@@ -383,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--blend", type=float, default=0.0, help="0 = only --to, 1 = only --blend-with")
     t.add_argument("--no-match-level", dest="match_level", action="store_false",
                    help="keep the decoder's own level (default: as loud as the input, peak-limited)")
+    t.add_argument("--register", choices=REGISTERS, default="fold", help=REGISTER_HELP)
     t.set_defaults(func=cmd_translate)
 
     ev = sub.add_parser("eval", help="measure a model on held-out data").add_subparsers(dest="what", required=True)
@@ -390,8 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--data", default=None, help="a rendered (parallel) dataset")
     et.add_argument("--real", default=None, help="a folder of recordings (e.g. ../shared/audio/music): chroma "
                     "agreement with the source, level difference and note F1 per target")
-    et.add_argument("--targets", nargs="+", default=None, help="with --real: instruments to translate to "
-                    "(default: all)")
+    et.add_argument("--targets", nargs="+", default=None, help="instruments to translate to (default: all)")
+    et.add_argument("--sources", nargs="+", default=None,
+                    help="with --data: the renders' instruments to translate from (default: all)")
+    et.add_argument("--register", choices=REGISTERS, default="fold", help=REGISTER_HELP)
     et.add_argument("--paper", default=None, help="with --real: folders <source>_to_<target> of the paper's "
                     "translations of the same clip numbers, scored as anchor rows")
     et.add_argument("--split", default="test")
