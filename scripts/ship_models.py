@@ -28,7 +28,7 @@ def keep_training_record(folder: Path):
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--vocoder", type=Path, help="a vocoder run folder (its export/ is shipped)")
-    p.add_argument("--translator", type=Path)
+    p.add_argument("--translator", type=Path, help="a translator run folder (its export/) or a model folder (RUN/best)")
     p.add_argument("--generator", type=Path,
                    help="a prior run folder (its export/ holds VQ-VAE + prior) or a model folder (e.g. RUN/best)")
     a = p.parse_args()
@@ -37,8 +37,9 @@ def main():
         with keep_training_record(out / DEFAULTS["vocoder"]):
             Vocoder.from_pretrained(a.vocoder / "export", fold=False).save_pretrained(out / DEFAULTS["vocoder"], half=True)
     if a.translator:
+        src = a.translator / "export" if (a.translator / "export").is_dir() else a.translator
         with keep_training_record(out / DEFAULTS["translator"]):
-            save_translator(load_translator_model(a.translator / "export")[0], out / DEFAULTS["translator"], half=True)
+            save_translator(load_translator_model(src)[0], out / DEFAULTS["translator"], half=True)
     if a.generator:
         from studio.generation.pipeline import save_generator
 

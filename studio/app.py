@@ -487,7 +487,10 @@ PURPOSE = {"vocoder": "Turns a mel spectrogram back into sound: every tab plays 
            "generator": "Makes new piano music, continues a clip, walks between two clips (Generate tab)."}
 EXPECT = {"melgan-music-22k": "Good: keeps the notes of real recordings (chroma agreement 0.95 with the input); "
                               "partials slightly broader than the originals.",
-          "translator-music-22k": "Early: takes on the target instrument's colour but loses most notes.",
+          "translator-notes-22k": "Plays the notes it hears (basic-pitch) on the target instrument: note changes come "
+                                  "through, melodies are smoothed into held lines where the transcription holds notes.",
+          "translator-music-22k": "Early (universal encoder): takes on the target instrument's colour but loses "
+                                  "most notes.",
           "piano-vqvae-prior-22k": "Early: piano-like textures that stutter; no long-range melody."}
 
 
@@ -600,7 +603,7 @@ def build(studio: Studio) -> gr.Blocks:
                     t_fig = gr.Image(label="Mel spectrograms: before / after", type="filepath")
                     t_files = gr.File(label="Downloads", file_count="multiple", elem_id="translate-downloads")
             ti_go, ti_inputs, ti_outputs, ti_clips = interpolation_controls(
-                "universal encoder", "ti", "Interpolate through the translator")
+                "the translator's encoder", "ti", "Interpolate through the translator")
 
             def on_clip(path, target, request: gr.Request):
                 """Claim the upload for this session; aim away from the instrument its name mentions."""

@@ -279,12 +279,12 @@ def cmd_eval_vocoder(a) -> int:
         clips = fixed_clips(a.data, v.config, a.split, a.max_clips, a.seconds)
         for c in clips:  # the recipe's fiddle tunes are one voice; chorales are four
             c["monophonic"] = c["piece"].startswith("ryansMammoth") and c["domain"] != "guitar"
-        results["held-out renders"] = evaluate_vocoder(vocoders, clips, sr)
+        results["held-out renders"] = evaluate_vocoder(vocoders, clips, sr, v.config)
     for folder in a.real or []:
         clips = folder_clips(folder, sr, a.seconds)
         for c in clips:  # pYIN needs one voice: the user names the single-line folders
             c["monophonic"] = c["domain"] in (a.monophonic or [])
-        results[str(folder)] = evaluate_vocoder(vocoders, clips, sr)
+        results[str(folder)] = evaluate_vocoder(vocoders, clips, sr, v.config)
     for name, rows in results.items():
         print(f"## {name}")
         print(format_table(rows))

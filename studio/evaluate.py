@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .audio import AudioConfig
 from .data import parallel_clips
 from .metrics import (chroma_agreement, frame_locked, frechet_distance, mel_frame_stats, mel_l1, mr_stft_distance,
                       pitch_accuracy)
@@ -173,13 +174,15 @@ def evaluate_translator_real(translator, folder, targets: list[str], seconds: fl
     return rows
 
 
-def evaluate_vocoder(vocoders: dict, clips: list[dict], sample_rate: int) -> list[dict]:
+def evaluate_vocoder(vocoders: dict, clips: list[dict], sample_rate: int,
+                     config: AudioConfig | None = None) -> list[dict]:
     """``vocoders``: name -> object with ``resynthesize(audio, sr)``; ``clips``: ``[{"audio", "monophonic"?}]``.
 
     Pitch accuracy is computed on the clips marked monophonic (pYIN needs one voice). ``frame_locked``: the share
     of the output's energy periodic with the hop (the frame-rate buzz; ``metrics.frame_locked``), next to the
     inputs' own share (``input_frame_locked``, chance level for music).
     """
+    config = config or AudioConfig(sample_rate=sample_rate)  # every row on the same mels: the evaluated model's
     rows = []
     locked = lambda a, h: frame_locked(torch.as_tensor(np.asarray(a, dtype=np.float32)), h).item()
     input_locked: dict[int, float] = {}  # per hop: the inputs' share is the same for every vocoder
@@ -191,7 +194,7 @@ def evaluate_vocoder(vocoders: dict, clips: list[dict], sample_rate: int) -> lis
         for c in clips:
             with torch.inference_mode():
                 y, _ = voc.resynthesize(c["audio"], sample_rate)
-            mel_d.append(mel_l1(c["audio"], y))
+            mel_d.append(mel_l1(c["audio"], y, config))
             stft_d.append(mr_stft_distance(c["audio"], y))
             lock.append(locked(y, hop))
             chroma.append(chroma_agreement(c["audio"], y, sample_rate))

@@ -5,7 +5,7 @@ MelGAN vocoder. Two latent spaces are available:
 
 - a ``Generator`` (VQ-VAE + prior): the quantized VQ-VAE latents (codebook vectors). The mix is decoded as it is,
   without snapping back to the codebook, so the morph is smooth instead of jumping between codes;
-- a ``Translator``: the universal encoder's latent, decoded for one target instrument.
+- a ``Translator``: its encoder's latent (the universal mode's, or the notes mode's of the transcribed notes), decoded for one target instrument.
 
 ``steps`` mode returns N clips for mixing weights 0, 1/(N-1), ..., 1 (clip A ... clip B); ``morph`` returns one
 clip whose weight moves from 0 to 1 over its length.

@@ -168,7 +168,7 @@ def test_browser_exploration_controls_and_screenshots(server, clip, rendered):
     with app_page(server, 1400) as page:
         # Translate tab: the instrument blend and the interpolation controls
         page.get_by_text("Blend and stems").click()
-        page.get_by_text("Interpolate two clips (universal encoder)").click()
+        page.get_by_text("Interpolate two clips (the translator's encoder)").click()
         page.get_by_role("button", name="Interpolate through the translator", exact=True).wait_for()
         page.wait_for_timeout(500)
         page.screenshot(path=str(ARTIFACTS / "explore-translate.png"), full_page=True)

@@ -36,7 +36,7 @@ def test_plan_translator_prints_a_readable_plan(rendered):
                 "--warmup", "1", "--threads", "1", timeout=300)
     out = r.stdout
     assert "plan: translator on cpu" in out and "measured: 2 steps" in out and "s/step" in out
-    assert "shipped translator-music-22k" in out and "WARNING" in out and "per domain" in out
+    assert "shipped translator-notes-22k" in out and "WARNING" in out and "per domain" in out
 
 
 def test_plan_fails_cleanly_on_an_empty_or_missing_dataset(tmp_path):
