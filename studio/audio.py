@@ -302,6 +302,23 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
+def read_segment(path: Path, start: int, length: int, file_sr: int, sample_rate: int) -> np.ndarray:
+    """``length`` samples at ``sample_rate`` from ``start`` (in target-rate samples), mono, zero-padded at the end: a
+    window of a dataset's file (trusted, already checked by its recipe), read without decoding the rest."""
+    import soundfile as sf
+    import torchaudio.functional as AF
+
+    scale = file_sr / sample_rate
+    n_file = int(np.ceil(length * scale))
+    x, _ = sf.read(str(path), start=int(start * scale), frames=n_file, dtype="float32", always_2d=True)
+    x = x.mean(axis=1)
+    if file_sr != sample_rate:
+        x = AF.resample(torch.from_numpy(x), file_sr, sample_rate).numpy()
+    if len(x) < length:
+        x = np.pad(x, (0, length - len(x)))
+    return x[:length]
+
+
 def prepare_audio(
     audio: np.ndarray | torch.Tensor,
     sr: int,

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .audio import AudioConfig
+from .audio import AudioConfig, read_segment  # noqa: F401 (read_segment: also this module's, for training code)
 from .errors import DatasetError
 from .notes import augment, fold, notes_path, piano_roll, read_notes, read_ranges, window
 
@@ -98,22 +98,6 @@ def summarize(root: str | os.PathLike) -> dict:
         out.setdefault(r.split, {}).setdefault(r.domain, 0.0)
         out[r.split][r.domain] += r.duration / 3600
     return out
-
-
-def read_segment(path: Path, start: int, length: int, file_sr: int, sample_rate: int) -> np.ndarray:
-    """``length`` samples at ``sample_rate`` from ``start`` (in target-rate samples), mono, zero-padded at the end."""
-    import soundfile as sf
-    import torchaudio.functional as AF
-
-    scale = file_sr / sample_rate
-    n_file = int(np.ceil(length * scale))
-    x, _ = sf.read(str(path), start=int(start * scale), frames=n_file, dtype="float32", always_2d=True)
-    x = x.mean(axis=1)
-    if file_sr != sample_rate:
-        x = AF.resample(torch.from_numpy(x), file_sr, sample_rate).numpy()
-    if len(x) < length:
-        x = np.pad(x, (0, length - len(x)))
-    return x[:length]
 
 
 class SegmentDataset(Dataset):

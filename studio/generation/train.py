@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ..audio import MelSpectrogram
+from ..audio import MelSpectrogram, read_segment
 from ..config import to_dict
-from ..data import fixed_clips, read_manifest, read_segment
+from ..data import fixed_clips, read_manifest
 from ..errors import DatasetError
 from ..latent import crop_to_multiple
 from ..train.loop import Task
