@@ -79,6 +79,12 @@ def recordings(sample_dir, tmp_path_factory):
     return root
 
 
+def corpus_work(piece: str):
+    from music21 import corpus
+
+    return corpus.getWork(piece)
+
+
 @pytest.fixture(scope="module")
 def dataset(sample_dir, recordings, tmp_path_factory):
     out = tmp_path_factory.mktemp("real") / "ds"
@@ -146,11 +152,25 @@ def test_renders_are_deterministic_for_a_seed(sample_dir):
     cfg = RealConfig(out=sample_dir / "unused", instruments=("violin",), max_seconds=4.0)
     instruments, _ = real.load_instruments(cfg, sample_dir)
     source = str(corpus.getWork("bach/bwv10.7"))
-    a = real.render_piece("bach/bwv10.7", source, cfg, instruments)["violin"]
-    b = real.render_piece("bach/bwv10.7", source, cfg, instruments)["violin"]
+    a = real.render_piece("bach/bwv10.7", source, cfg, instruments)[0]["violin"]
+    b = real.render_piece("bach/bwv10.7", source, cfg, instruments)[0]["violin"]
     cfg.seed = 1
-    c = real.render_piece("bach/bwv10.7", source, cfg, instruments)["violin"]
+    c = real.render_piece("bach/bwv10.7", source, cfg, instruments)[0]["violin"]
     assert np.array_equal(a, b) and len(a) == len(c) and not np.allclose(a, c)
+
+
+def test_renders_come_with_the_notes_they_play(dataset, sample_dir):
+    """notes/<piece>.csv: the score notes as rendered (the lead included), and each instrument's sampled range."""
+    from studio.notes import notes_path, read_notes, read_ranges
+
+    ranges = read_ranges(dataset)
+    instruments, _ = real.load_instruments(RealConfig(out=dataset, instruments=("piano", "violin")), sample_dir)
+    assert ranges == {n: (i.lowest, i.highest) for n, i in instruments.items()}
+    for piece in {e.piece for e in read_manifest(dataset) if e.domain != "recording"}:
+        notes = read_notes(notes_path(dataset, piece))
+        score = score_notes(str(corpus_work(piece)), 8.0, real._rng(RealConfig(out=dataset), "piece", piece))
+        assert 0 < len(notes) <= len(score)  # (those starting after the render's end are left out)
+        assert notes[:, 0].min() == pytest.approx(min(n.onset for n in score) + real.LEAD, abs=1e-3)
 
 
 def test_recordings_split_by_whole_track(dataset):

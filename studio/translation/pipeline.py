@@ -185,14 +185,14 @@ class Translator:
     def translate_mel(self, mel: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Log-mel ``[1, n_mels, T]`` -> target log-mel ``[1, n_mels, T]`` (any T), in seamless chunks (universal mode;
         the notes mode needs the audio: ``translator(audio, sr, target=...)``)."""
-        if self.mode == "notes":
-            raise StudioError("this translator plays transcribed notes: give it audio, translator(audio, sr, target=...).")
         n_mels = self.config.n_mels
         if not isinstance(mel, torch.Tensor) or mel.dim() != 3 or mel.shape[1] != n_mels or mel.shape[2] < 1:
             shape = list(mel.shape) if hasattr(mel, "shape") else type(mel).__name__
             raise ConfigMismatch(f"expected a log-mel tensor of shape [1, {self.config.n_mels}, frames], got {shape}.")
         if not torch.isfinite(mel).all():
             raise ConfigMismatch("the mel contains NaN or infinite values.")
+        if self.mode == "notes":
+            raise StudioError("this translator plays transcribed notes: give it audio, translator(audio, sr, target=...).")
         down = self.model.config.down
         T = mel.shape[-1]
         mel = pad_to_multiple(mel, down)
