@@ -16,6 +16,8 @@ import torch
 
 from conftest import ARTIFACTS, ROOT
 
+FOLD = "Fold into its range"  # the Translate tab's register choice (studio.app.REGISTERS)
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -74,7 +76,7 @@ def test_api_translate_generate_compare(server, clip, tmp_path):
     from gradio_client import Client, handle_file
 
     c = Client(server, verbose=False)
-    out, fig, info, files = c.predict(handle_file(str(clip)), "violin", False, "other", "(none)", 0.0,
+    out, fig, info, files = c.predict(handle_file(str(clip)), "violin", False, "other", "(none)", 0.0, FOLD,
                                       api_name="/translate")
     y, sr = sf.read(out)
     assert sr == 22050 and abs(len(y) / sr - sf.info(str(clip)).duration) < 0.01
@@ -101,8 +103,9 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_serving(server, clip, tm
     sf.write(silent, np.zeros(22050 * 2, dtype=np.float32), 22050)
     for path, message in [(junk, "not a readable audio file"), (silent, "silent")]:
         with pytest.raises(Exception, match=message):
-            c.predict(handle_file(str(path)), "violin", False, "other", "(none)", 0.0, api_name="/translate")
-    out, _, _, _ = c.predict(handle_file(str(clip)), "piano", False, "other", "(none)", 0.0, api_name="/translate")
+            c.predict(handle_file(str(path)), "violin", False, "other", "(none)", 0.0, FOLD, api_name="/translate")
+    out, _, _, _ = c.predict(handle_file(str(clip)), "piano", False, "other", "(none)", 0.0, "Keep the original octaves",
+                             api_name="/translate")
     assert sf.info(out).frames > 0
 
 

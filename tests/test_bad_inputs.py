@@ -25,6 +25,8 @@ from conftest import SHARED, run_cli
 from studio.audio import load_audio
 from studio.errors import ConfigMismatch, StudioError
 
+FOLD = "Fold into its range"  # the Translate tab's register choice (studio.app.REGISTERS)
+
 SR = 22050
 ROBUSTNESS = SHARED / "robustness"
 OK = "ok"
@@ -320,14 +322,14 @@ def test_app(case, inputs, app):
     path = inputs[case.id]
     if case.id in SERVER_SIDE:
         event, data = call_raw(app.url, "translate", [{"path": str(path), "meta": {"_type": "gradio.FileData"}},
-                                                      "violin", False, "other", "(none)", 0.0])
+                                                      "violin", False, "other", "(none)", 0.0, FOLD])
         assert event == "error"
         message = json.loads(data)["error"]
         one_line(message)
         assert re.search(case.app, message), message
     else:
         c = app.client()
-        args = ("violin", False, "other", "(none)", 0.0)
+        args = ("violin", False, "other", "(none)", 0.0, FOLD)
         if case.app == OK:
             out, fig, info, files = c.predict(handle_file(str(path)), *args, api_name="/translate")
             assert sf.info(out).frames == expected_length(path) and "Translated" in info
@@ -342,7 +344,7 @@ def test_app_keeps_serving_after_the_matrix(app, inputs):
     from gradio_client import handle_file
 
     c = app.client()
-    out, _, info, _ = c.predict(handle_file(str(inputs["float32"])), "piano", False, "other", "(none)", 0.0,
+    out, _, info, _ = c.predict(handle_file(str(inputs["float32"])), "piano", False, "other", "(none)", 0.0, FOLD,
                              api_name="/translate")
     assert sf.info(out).frames == expected_length(inputs["float32"]) and "to **piano**" in info
     assert app.alive()

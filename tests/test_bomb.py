@@ -17,6 +17,8 @@ import soundfile as sf
 from app_server import AppServer, peak_rss_mb, tiny_models
 from conftest import ARTIFACTS, ROOT
 
+FOLD = "Fold into its range"  # the Translate tab's register choice (studio.app.REGISTERS)
+
 BUDGET_MB = 1024
 
 
@@ -52,10 +54,10 @@ def test_the_app_refuses_the_bomb_in_bounded_memory(bomb, models, tmp_path):
         c = app.client()
         ok = tmp_path / "ok.wav"
         sf.write(ok, 0.3 * np.sin(np.arange(22050 * 2) / 5.0), 22050)
-        c.predict(handle_file(str(ok)), "violin", False, "other", "(none)", 0.0, api_name="/translate")  # warm up
+        c.predict(handle_file(str(ok)), "violin", False, "other", "(none)", 0.0, FOLD, api_name="/translate")  # warm up
         idle = peak_rss_mb(app.pid)
         with pytest.raises(AppError) as e:
-            c.predict(handle_file(str(bomb)), "violin", False, "other", "(none)", 0.0, api_name="/translate")
+            c.predict(handle_file(str(bomb)), "violin", False, "other", "(none)", 0.0, FOLD, api_name="/translate")
         peak = peak_rss_mb(app.pid)
         assert app.alive()
     message = str(e.value)

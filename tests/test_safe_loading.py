@@ -29,6 +29,8 @@ from studio.separation import load_demucs
 from studio.weights import CheckpointError, load_legacy_state_dict, load_tensors
 from test_stems import package, tiny_htdemucs
 
+FOLD = "Fold into its range"  # the Translate tab's register choice (studio.app.REGISTERS)
+
 
 class Payload:
     """Unpickling this runs ``touch <marker>`` (``os.system``, pickled as ``posix.system``)."""
@@ -209,12 +211,12 @@ def test_app_refuses_server_side_paths(app):
     # as audio, refused, and nothing of it comes back
     c = app.client()
     with pytest.raises(AppError) as e:
-        c.predict(handle_file(str(SECRET)), "violin", False, "other", "(none)", 0.0, api_name="/translate")
+        c.predict(handle_file(str(SECRET)), "violin", False, "other", "(none)", 0.0, FOLD, api_name="/translate")
     assert "is not a readable audio file" in str(e.value)
     _no_content(str(e.value))
     # the raw HTTP API with a server-side path instead of an upload: refused before any handler runs
     for api_name, data in [("translate", [{"path": str(SECRET), "meta": {"_type": "gradio.FileData"}}, "violin", False,
-                                          "other", "(none)", 0.0]),
+                                          "other", "(none)", 0.0, FOLD]),
                            ("compare", [{"path": str(SECRET), "meta": {"_type": "gradio.FileData"}}]),
                            ("generate", [1, 1.0, 0, 0, 1, {"path": str(ROOT / "README.md"),
                                                            "meta": {"_type": "gradio.FileData"}}, 1])]:
