@@ -49,7 +49,7 @@ def test_sixteen_concurrent_requests(app, tmp_path):
         if i % 2 == 0:
             target = ("violin", "piano")[i // 2 % 2]
             out, fig, info, files = client.predict(handle_file(str(clips[i // 2 % 4])), target, False, "other", "(none)",
-                                            0.0, api_name="/translate")
+                                            0.0, "Fold into its range", api_name="/translate")
             result = ("translate", out, info, target)
         else:
             files, info = client.predict(2.0, 1.0, 0, i, 1, None, 3, api_name="/generate")

@@ -236,7 +236,7 @@ def test_app_refuses_server_side_paths(app):
             _no_content(body)
     # and the server is fine
     out, _, _, _ = c.predict(handle_file(str(_tone(app.log.parent / "ok.wav"))), "violin", False, "other", "(none)",
-                          0.0, api_name="/translate")
+                          0.0, FOLD, api_name="/translate")
     assert sf.info(out).frames == 22050
 
 

@@ -72,7 +72,7 @@ def call(app, api: str, data: list, session: str) -> tuple[str, object]:
 
 def translate(app, path: str, session: str, blend_with: str = "(none)", blend: float = 0.0):
     return call(app, "translate", [{"path": path, "meta": {"_type": "gradio.FileData"}}, "violin", False, "other",
-                                   blend_with, blend], session)
+                                   blend_with, blend, "Fold into its range"], session)
 
 
 def fetch(app, url: str) -> int:
