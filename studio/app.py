@@ -30,13 +30,14 @@ from . import registry
 from .audio import AudioConfig, is_silent, load_audio, prepare_audio, save_audio
 from .errors import ModelNotFound, StudioError
 from .metrics import mel_l1
+from .notes import REGISTERS as NOTE_REGISTERS
 from .plots import figure_png, mel_figure
 
 MODEL_RATE = AudioConfig().sample_rate  # every shipped model's (each checks its AudioConfig on load)
 MAX_DECODED_MB = 256  # one decoded upload at most (300 s of 44.1 kHz stereo for Demucs is 101 MB)
 SESSION_PREFIX = "studio-session-"
 # the Translate tab's register choice -> Translator's ``register``
-REGISTERS = {"Fold into its range": "fold", "Keep the original octaves": "keep"}
+REGISTERS = dict(zip(("Fold into its range", "Keep the original octaves"), NOTE_REGISTERS))
 REGISTER_CHOICES = tuple(REGISTERS)
 
 

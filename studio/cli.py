@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .errors import StudioError
+from .notes import REGISTERS
 
 
 def _add_loop_args(p: argparse.ArgumentParser, max_steps: int, batch: int, plan: bool = False) -> None:
@@ -208,7 +209,6 @@ def _load_sound(path, sample_rate: int, mono: bool = True):
     return audio, sr
 
 
-REGISTERS = ("fold", "keep")  # studio.translation.pipeline.REGISTERS (not imported: the CLI loads models lazily)
 REGISTER_HELP = ("notes outside the target instrument's range: fold = move them by octaves into it (as an arranger "
                  "would); keep = play them where they are")
 

@@ -22,7 +22,8 @@ from torch.utils.data import Dataset, Sampler
 
 from .audio import AudioConfig, read_segment  # noqa: F401 (read_segment: also this module's, for training code)
 from .errors import DatasetError
-from .notes import augment, fold, notes_path, piano_roll, read_notes, read_ranges, window
+from .notes import (augment, fold, match_velocities, notes_path, piano_roll, read_notes, read_ranges,
+                    transcribed_path, window)
 
 MANIFEST = "manifest.csv"
 SPLITS = ("train", "valid", "test")
@@ -109,12 +110,15 @@ class SegmentDataset(Dataset):
     (parallel renders of one score are sample-aligned); the item itself when the piece has no other domain.
     ``notes``: also ``"roll"`` ``[2, 88, segment // hop]`` (``studio.notes.piano_roll``), the notes the target plays in
     the window (folded into its range as its render folded them; ``augment_notes``: jittered as a transcription would
-    be, ``studio.notes.augment``). Needs the dataset's ``notes/`` folder (``data_recipes.real``).
+    be, ``studio.notes.augment``). Needs the dataset's ``notes/`` folder (``data_recipes.real``). ``transcribed``: the
+    fraction of items whose roll is instead basic-pitch's transcription of the *source* window (folded into the
+    target's range), exactly what the translator reads at inference (``data_recipes.transcribe`` writes them; files
+    it has not transcribed keep the exact notes).
     """
 
     def __init__(self, root, config: AudioConfig, segment_length: int, split: str = "train",
                  domains: list[str] | None = None, seed: int = 0, min_rms: float = 1e-3, parallel: bool = False,
-                 notes: bool = False, augment_notes: bool = True):
+                 notes: bool = False, augment_notes: bool = True, transcribed: float = 0.0):
         self.root = Path(root)
         self.entries = read_manifest(root, split, domains)
         self.config = config
@@ -129,13 +133,20 @@ class SegmentDataset(Dataset):
         for e in self.entries:
             if e.piece:
                 self.by_piece.setdefault(e.piece, []).append(e)
-        self.notes, self.augment_notes = notes, augment_notes
+        self.notes, self.augment_notes, self.transcribed = notes, augment_notes, transcribed if notes else 0.0
         self.ranges = read_ranges(root) if notes else {}
         if notes:
             missing = sorted({e.piece for e in self.entries if not notes_path(root, e.piece).is_file()})
             if missing:
                 raise DatasetError(f"{root}: no notes for {len(missing)} pieces (e.g. {missing[0]}); domains with "
                                    "notes are the rendered ones (data_recipes.real writes notes/).")
+        # files whose transcription exists now (data_recipes.transcribe is resumable: a partly transcribed dataset
+        # trains, its other files keep their exact notes)
+        self.has_transcription = {e.path for e in self.entries if self.transcribed
+                                  and transcribed_path(root, e.path).is_file()}
+        if self.transcribed and not self.has_transcription:
+            raise DatasetError(f"{root}: no {split} file has a transcription; run "
+                               f"python -m data_recipes.transcribe --data {root}")
         self._notes: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -160,10 +171,13 @@ class SegmentDataset(Dataset):
             item.update(target_audio=torch.from_numpy(y)[None], target_domain=self.domains.index(t.domain))
         if self.notes:
             t = t if self.parallel else e
-            played = self.window_notes(t.piece, t.domain, start / self.config.sample_rate,
-                                       self.segment_length / self.config.sample_rate)
-            if self.augment_notes:
-                played = augment(played, rng)
+            at, seconds = start / self.config.sample_rate, self.segment_length / self.config.sample_rate
+            if e.path in self.has_transcription and rng.random() < self.transcribed:
+                played = self.transcribed_notes(e, t.domain, at, seconds)
+            else:
+                played = self.window_notes(t.piece, t.domain, at, seconds)
+                if self.augment_notes:
+                    played = augment(played, rng)
             item["roll"] = torch.from_numpy(piano_roll(played, self.segment_length // self.config.hop_length, self.config))
         return item
 
@@ -173,6 +187,15 @@ class SegmentDataset(Dataset):
             self._notes[piece] = read_notes(notes_path(self.root, piece))
         lo, hi = self.ranges.get(domain, (0, 127))
         return window(fold(self._notes[piece], lo, hi), start, start + seconds)
+
+    def transcribed_notes(self, source: Entry, domain: str, start: float, seconds: float) -> np.ndarray:
+        """basic-pitch's notes of ``source`` in ``[start, start + seconds)``, as the translator's pipeline prepares
+        them for ``domain`` (velocities matched, folded into its range)."""
+        key = "transcribed:" + source.path
+        if key not in self._notes:
+            self._notes[key] = match_velocities(read_notes(transcribed_path(self.root, source.path)))
+        lo, hi = self.ranges.get(domain, (0, 127))
+        return window(fold(self._notes[key], lo, hi), start, start + seconds)
 
 
 class StepSampler(Sampler):
@@ -243,7 +266,8 @@ def parallel_clips(root, config: AudioConfig, split: str = "test", domains: list
         ref = full[wanted[0]][:n]
         start = 0
         if n > length:
-            energy = np.convolve(ref**2, np.ones(length), "valid")[:: config.hop_length]
+            c = np.concatenate([[0.0], np.cumsum(ref.astype(np.float64) ** 2)])
+            energy = (c[length:] - c[:-length])[:: config.hop_length]  # window energies (a direct convolution is O(n * length))
             start = int(np.argmax(energy)) * config.hop_length
         out.append({"piece": piece, "start": start / config.sample_rate,
                     "clips": {d: x[start: start + length] for d, x in full.items()}})
@@ -251,17 +275,22 @@ def parallel_clips(root, config: AudioConfig, split: str = "test", domains: list
 
 
 def note_clips(root, config: AudioConfig, split: str = "valid", domains: list[str] | None = None,
-               seconds: float = 3.0, max_pieces: int = 6) -> list[dict]:
+               seconds: float = 3.0, max_pieces: int = 6, transcribed: bool = False) -> list[dict]:
     """Deterministic (source, target) pairs of parallel renders with the target's notes, for the notes translator:
     ``[{"piece", "source", "target", "source_domain", "target_domain", "roll"}]``; piece ``i`` pairs domain ``i`` with
-    a domain ``n // 2 + 1`` places on (all pairs turn up across pieces)."""
+    a domain ``n // 2 + 1`` places on (all pairs turn up across pieces). ``transcribed``: the roll is basic-pitch's
+    notes of the source (``SegmentDataset``'s ``transcribed``) instead of the target's exact notes."""
     domains = sorted(domains or {e.domain for e in read_manifest(root, split)})
-    ds = SegmentDataset(root, config, int(seconds * config.sample_rate), split, domains, notes=True, augment_notes=False)
+    ds = SegmentDataset(root, config, int(seconds * config.sample_rate), split, domains, notes=True, augment_notes=False,
+                        transcribed=float(transcribed))
+    entries = {(e.piece, e.domain): e for e in ds.entries}
     out = []
     for i, p in enumerate(parallel_clips(root, config, split, domains, seconds, max_pieces)):
         a, b = domains[i % len(domains)], domains[(i + len(domains) // 2 + 1) % len(domains)]
         x, y = p["clips"][a], p["clips"][b]
-        played = ds.window_notes(p["piece"], b, p["start"], len(y) / config.sample_rate)
+        seconds = len(y) / config.sample_rate
+        played = (ds.transcribed_notes(entries[p["piece"], a], b, p["start"], seconds) if transcribed
+                  else ds.window_notes(p["piece"], b, p["start"], seconds))
         out.append({"piece": p["piece"], "source": x, "target": y, "source_domain": a, "target_domain": b,
                     "roll": piano_roll(played, len(y) // config.hop_length, config)})
     return out

@@ -88,14 +88,10 @@ class NoteTranscriber:
     def __init__(self):
         from .notes import Transcriber
 
-        self.transcriber = Transcriber(min_note_ms=127.70)
+        self.transcriber = Transcriber(frame_threshold=0.3, min_note_ms=127.70)
 
     def __call__(self, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-        from .audio import prepare_audio
-
-        if sample_rate != self.transcriber.SAMPLE_RATE:
-            audio, _ = prepare_audio(audio, sample_rate, self.transcriber.SAMPLE_RATE)
-        notes = self.transcriber(np.clip(audio, -1, 1))
+        notes = self.transcriber(np.clip(audio, -1, 1), sample_rate)
         return notes[:, :2], 440.0 * 2 ** ((notes[:, 2] - 69) / 12)
 
 

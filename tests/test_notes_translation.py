@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from studio.audio import AudioConfig, MelSpectrogram, load_audio
 from studio.data import SegmentDataset, read_manifest
 from studio.errors import StudioError
 from studio.metrics import chroma_agreement
+from studio.evaluate import note_f1
 from studio.notes import (LOWEST_MIDI, Transcriber, augment, fold, notes_path, piano_roll, read_notes, read_ranges,
-                          window)
+                          transcribed_path, window)
 from studio.train.loop import LoopConfig, Trainer, seed_everything
 from studio.translation import Translator, TranslatorConfig, TranslatorModel
 from studio.translation.train import TranslatorTask, TranslatorTrainConfig
@@ -74,6 +75,40 @@ def test_parallel_items_carry_the_targets_roll(rendered):
         SegmentDataset(bare, CFG, 16384, "train", notes=True)
 
 
+def test_transcribe_recipe_writes_what_basic_pitch_hears_and_training_reads_it(rendered, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    shutil.copytree(rendered, data)
+    with pytest.raises(StudioError, match="data_recipes.transcribe"):
+        SegmentDataset(data, CFG, 16384, "train", parallel=True, notes=True, transcribed=1.0)
+
+    def recipe():
+        r = subprocess.run([sys.executable, "-m", "data_recipes.transcribe", "--data", str(data), "--splits", "train"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=600)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    entries = read_manifest(data, "train")
+    assert f"{len(entries)} files transcribed" in recipe()
+    assert "0 files transcribed" in recipe()  # resumable: what is written is not redone
+    # what basic-pitch heard in the piano render is the piano's notes (onset F1 against the exact ones)
+    e = next(e for e in entries if e.domain == "piano")
+    hz = lambda n: 440.0 * 2 ** ((n[:, 2] - 69) / 12)  # noqa: E731
+    heard, exact = read_notes(transcribed_path(data, e.path)), fold(read_notes(notes_path(data, e.piece)), *read_ranges(data)["piano"])
+    assert note_f1((exact[:, :2], hz(exact)), (heard[:, :2], hz(heard))) > 0.5
+    # a training item then reads the source's transcription (same window and target as the exact notes' item)
+    heard_ds = SegmentDataset(data, CFG, 16384, "train", parallel=True, notes=True, augment_notes=False, transcribed=1.0)
+    exact_ds = SegmentDataset(data, CFG, 16384, "train", parallel=True, notes=True, augment_notes=False)
+    for i in range(4):
+        a, b = heard_ds[i], exact_ds[i]
+        assert a["target_domain"] == b["target_domain"] and torch.equal(a["audio"], b["audio"])
+        on_a, on_b = a["roll"][0] > 0, b["roll"][0] > 0
+        assert not torch.equal(on_a, on_b) and (on_a & on_b).sum() > 0.3 * (on_a | on_b).sum()
+
+
 def _tone(midi: int, seconds: float, sr: int = 22050) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     f = 440 * 2 ** ((midi - 69) / 12)
@@ -114,7 +149,7 @@ def test_tiny_notes_translator_learns_and_keeps_the_notes(trained_notes_translat
     assert after < 0.7 * before, (before, after)
     vocoder = Vocoder.from_pretrained()
     t = Translator.from_pretrained(export, vocoder=vocoder)
-    deaf = Translator(t.model, vocoder, transcriber=lambda x: np.zeros((0, 4)))  # the same model, told no notes
+    deaf = Translator(t.model, vocoder, transcriber=lambda x, sr: np.zeros((0, 4)))  # the same model, told no notes
     e = next(e for e in read_manifest(rendered, "train") if e.domain == "piano")
     x, sr = load_audio(rendered / e.path, t.sample_rate)
     y, _ = t(x, sr, target="violin")

@@ -20,12 +20,12 @@ from ..config import to_dict
 from ..errors import ConfigMismatch, StudioError
 from ..latent import pad_to_multiple
 from ..nn import chunked
+from ..notes import check_register
 from ..weights import load_weights, save_model
 from ..vocoder import Vocoder
 from .model import TranslatorModel, translator_config
 
 CHUNK_FRAMES = 1024  # mel frames per chunk (~12 s at 22.05 kHz / hop 256)
-REGISTERS = ("fold", "keep")  # notes outside the target's range: moved by octaves into it, or played where they are
 PEAK_CEILING = 0.98  # -0.18 dBFS: headroom so 16-bit export and resampling never clip
 MAX_GAIN_DB = 30.0  # a near-silent translation is not boosted into loud noise
 
@@ -100,7 +100,7 @@ class Translator:
         self.vocoder = vocoder
         self.config = model.config.audio
         self.name = "translator"
-        self._transcriber = transcriber  # notes mode: ``audio -> notes``; basic-pitch, loaded on first use
+        self._transcriber = transcriber  # notes mode: ``(audio, sample_rate) -> notes``; basic-pitch, loaded on first use
         self._transcribed: dict[str, np.ndarray] = {}  # the last few inputs' notes (each target re-uses them)
 
     @classmethod
@@ -135,12 +135,9 @@ class Translator:
         if key not in self._transcribed:
             if self._transcriber is None:
                 self._transcriber = Transcriber()
-            audio = x
-            if self.sample_rate != Transcriber.SAMPLE_RATE:
-                audio, _ = prepare_audio(x, self.sample_rate, Transcriber.SAMPLE_RATE)
             while len(self._transcribed) >= 4:
                 self._transcribed.pop(next(iter(self._transcribed)))
-            self._transcribed[key] = self._transcriber(audio)
+            self._transcribed[key] = self._transcriber(x, self.sample_rate)
         return self._transcribed[key]
 
     def note_features(self, notes: np.ndarray, mel: torch.Tensor, target: str, register: str = "fold") -> torch.Tensor:
@@ -148,8 +145,7 @@ class Translator:
         from ..notes import fold, match_velocities, piano_roll
         from .model import loudness
 
-        if register not in REGISTERS:
-            raise StudioError(f"register must be one of {', '.join(REGISTERS)}, got {register!r}.")
+        check_register(register)
         r = self.range_of(target)
         notes = match_velocities(notes)
         if register == "fold" and r is not None and len(notes):
@@ -225,8 +221,7 @@ class Translator:
         into it (as an arranger would); ``keep`` leaves them where they are, outside what the instrument plays."""
         if target is None:
             raise StudioError(f"choose a target instrument: {', '.join(self.domains)}.")
-        if register not in REGISTERS:
-            raise StudioError(f"register must be one of {', '.join(REGISTERS)}, got {register!r}.")
+        check_register(register)
         weights = self.domain_weights(target, blend_with, blend)
         x = self.prepare(audio, sr, stem, demucs)
         dev = self.vocoder.device

@@ -42,6 +42,9 @@ class TranslatorTrainConfig:
     parallel: float = 0.0
     # notes mode: train on rolls made to look like a transcription (studio.notes.augment) rather than exact ones
     augment_notes: bool = True
+    # notes mode: fraction of windows whose roll is basic-pitch's transcription of the source render (what the
+    # pipeline gives the decoder at inference; data_recipes.transcribe writes them); validation then uses them too
+    transcribed: float = 0.0
 
 
 # The renders' levels are drawn per file (data_recipes.real), so a target's absolute level cannot be predicted from
@@ -77,7 +80,8 @@ class TranslatorTask(Task):
         if val_root and mc.mode == "universal":
             self.val = fixed_clips(val_root, self.audio, "valid", val_clips, val_seconds, list(mc.domains))
         elif val_root:
-            self.val = note_clips(val_root, self.audio, "valid", list(mc.domains), val_seconds, val_clips)
+            self.val = note_clips(val_root, self.audio, "valid", list(mc.domains), val_seconds, val_clips,
+                                  transcribed=cfg.transcribed > 0)
 
     def train_step(self, batch: dict, step: int) -> dict[str, float]:
         if self.cfg.model.mode == "notes":
