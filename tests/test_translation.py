@@ -100,7 +100,7 @@ def test_chunked_translation_is_seamless(tiny_models):
     voc = model.vocoder
     with torch.no_grad():
         a = voc(mel[..., :700])
-        b = chunked(voc, mel[..., :700], 200, 64, scale=256)
+        b = chunked(voc.chunk, mel[..., :700], 200, (64, 64), scale=256)
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 

@@ -108,11 +108,14 @@ class TranslatorModel(nn.Module):
         self.decoder = MelDecoder(c.audio.n_mels, c.channels, c.latent, c.down, c.dilations, c.domain_dim)
         self.domain_embedding = nn.Embedding(len(c.domains), c.domain_dim)
 
-    @property
-    def context_frames(self) -> int:
-        """Mel frames of context each side that an output frame depends on (for seamless chunking)."""
-        d = self.config.down
-        return receptive_frames(self.config.dilations) + 2 + d * (receptive_frames(self.config.dilations) + 2) + 2 * d
+    def context_frames(self) -> tuple[int, int]:
+        """Input frames ``(left, right)`` that an output frame depends on (for ``studio.nn.chunked``): the encoder's
+        and the decoder's reach, rounded up to a multiple of ``down`` (windows must start on the latent grid) with
+        ``down`` frames of margin for the pooling's and the upsampling's kernels."""
+        d, rf = self.config.down, receptive_frames(self.config.dilations)
+        reach = rf + 2 + d * (rf + 2) + 2 * d
+        n = -(-reach // d) * d + 2 * d
+        return n, n
 
     @staticmethod
     def note_features(roll: torch.Tensor, loud: torch.Tensor) -> torch.Tensor:

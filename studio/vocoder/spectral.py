@@ -109,7 +109,7 @@ class SpectralGenerator(nn.Module):
 
     # ---------------------------------------------------------------------------------------------- analysis
 
-    def context(self) -> tuple[int, int]:
+    def context_frames(self) -> tuple[int, int]:
         """Mel frames ``(left, right)`` the samples of one frame depend on (receptive field + synthesis)."""
         c = self.config
         left = 6 - c.lookahead + c.blocks * (c.kernel - 1)
@@ -189,7 +189,7 @@ class SpectralGenerator(nn.Module):
         return y
 
     def chunk(self, mel: torch.Tensor, window_start: int, keep_from: int, keep_to: int, state=None):
-        """One window of a long signal (``studio.vocoder.streaming``): the audio of frames ``[keep_from, keep_to)``
+        """``studio.nn``'s chunk step, one window of a long signal: the audio of frames ``[keep_from, keep_to)``
         of ``mel`` (which starts at frame ``window_start`` of the signal) and the state for the next window.
 
         The state is ``(f, D)``: the running deviation ``D`` ``[B, K]`` at absolute frame ``f``, always a frame whose
