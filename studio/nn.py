@@ -146,14 +146,18 @@ def _ceil_div(a: int, b: int) -> int:
     return -((-a) // b)
 
 
-def input_span(module: nn.Module, lo: int, hi: int) -> tuple[int, int]:
+def input_span(module, lo: int, hi: int) -> tuple[int, int]:
     """Indices ``[lo', hi']`` of ``module``'s input that output indices ``[lo, hi]`` depend on (interior of an
-    unbounded signal: padding shifts indices, it adds no dependence). Walks Sequential containers backwards: the
-    receptive field read from the layers themselves, for ``context_frames``."""
-    if isinstance(module, nn.Sequential):
+    unbounded signal: padding shifts indices, it adds no dependence): the receptive field read from the layers
+    themselves, for ``context_frames``. Walks a Sequential, ModuleList or list of layers (applied in that order)
+    backwards; a block whose forward the walk cannot read gives its own ``input_span(lo, hi)`` method."""
+    if isinstance(module, (nn.Sequential, nn.ModuleList, list, tuple)):
         for m in reversed(module):
             lo, hi = input_span(m, lo, hi)
         return lo, hi
+    own = getattr(module, "input_span", None)
+    if own is not None:
+        return own(lo, hi)
     if isinstance(module, ResidualBlock):
         a, b = input_span(module.block, lo, hi), input_span(module.shortcut, lo, hi)
         return min(a[0], b[0]), max(a[1], b[1])

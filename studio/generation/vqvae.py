@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio import AudioConfig
-from ..latent import MelDecoder, MelEncoder, denormalize_mel, normalize_mel, receptive_frames
+from ..latent import MelDecoder, MelEncoder, denormalize_mel, normalize_mel
+from ..nn import input_span
 
 
 @dataclass(frozen=True)
@@ -134,9 +135,6 @@ class VQVAE(nn.Module):
         return self._to_mel(self.decoder(self.quantizer.lookup(codes)))
 
     def context_frames(self) -> tuple[int, int]:
-        """Codes ``(left, right)`` that the mel frames of one code depend on in ``decode`` (for ``studio.nn.chunked``):
-        the blocks' reach and the 5-tap output conv at the mel rate, rounded up to codes, plus one code each for the
-        upsampling and the 3-tap input conv."""
-        c = self.config
-        n = -(-(receptive_frames(c.dilations) + 2) // c.down) + 2
-        return n, n
+        """Codes ``(left, right)`` that the mel frames of one code depend on in ``decode`` (for ``studio.nn.chunked``)."""
+        lo, hi = input_span(self.decoder, 0, self.config.down - 1)  # the mel frames of code 0
+        return -lo, hi

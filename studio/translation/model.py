@@ -24,7 +24,8 @@ from torch import nn
 from ..audio import AudioConfig
 from ..config import from_dict
 from ..errors import ConfigMismatch
-from ..latent import MelDecoder, MelEncoder, denormalize_mel, normalize_mel, receptive_frames
+from ..latent import MelDecoder, MelEncoder, denormalize_mel, normalize_mel
+from ..nn import input_span
 from ..notes import PITCHES
 
 
@@ -109,13 +110,11 @@ class TranslatorModel(nn.Module):
         self.domain_embedding = nn.Embedding(len(c.domains), c.domain_dim)
 
     def context_frames(self) -> tuple[int, int]:
-        """Input frames ``(left, right)`` that an output frame depends on (for ``studio.nn.chunked``): the encoder's
-        and the decoder's reach, rounded up to a multiple of ``down`` (windows must start on the latent grid) with
-        ``down`` frames of margin for the pooling's and the upsampling's kernels."""
-        d, rf = self.config.down, receptive_frames(self.config.dilations)
-        reach = rf + 2 + d * (rf + 2) + 2 * d
-        n = -(-reach // d) * d + 2 * d
-        return n, n
+        """Input frames ``(left, right)`` that the output frames of one latent step read before the first and after
+        the last (for ``studio.nn.chunked``), rounded up to multiples of ``down``: windows stay on the latent grid."""
+        d = self.config.down
+        lo, hi = input_span([self.encoder, self.decoder], 0, d - 1)  # the output frames of latent frame 0
+        return -(lo // d) * d, -(-(hi - d + 1) // d) * d
 
     @staticmethod
     def note_features(roll: torch.Tensor, loud: torch.Tensor) -> torch.Tensor:
