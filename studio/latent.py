@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .nn import input_span
+
 # Fixed affine map of log10 mels (floor -5, loud music ~ +1) to roughly [-1, 1] for the networks.
 MEL_CENTER, MEL_SCALE = -2.5, 2.5
 
@@ -55,6 +57,10 @@ class DilatedBlock(nn.Module):
         self.act = nn.GELU()
         self.drop = nn.Dropout(dropout)
 
+    def input_span(self, lo: int, hi: int) -> tuple[int, int]:
+        """``studio.nn.input_span``: the dilated conv's reach (norm, FiLM and the 1x1 conv act frame by frame)."""
+        return input_span(self.conv, lo, hi)
+
     def forward(self, x, cond=None):
         h = self.norm(self.conv(x))
         if self.film is not None:
@@ -84,6 +90,10 @@ class MelEncoder(nn.Module):
         self.pool = nn.Conv1d(channels, channels, 2 * down, stride=down, padding=down // 2) if down > 1 else nn.Identity()
         self.out = nn.Conv1d(channels, latent, 1)
 
+    def input_span(self, lo: int, hi: int) -> tuple[int, int]:
+        """``studio.nn.input_span``: input frames that latent frames ``[lo, hi]`` depend on."""
+        return input_span([self.inp, self.blocks, self.pool, self.out], lo, hi)
+
     def forward(self, x):
         h = self.inp(x)
         for b in self.blocks:
@@ -103,13 +113,13 @@ class MelDecoder(nn.Module):
         self.blocks = nn.ModuleList(DilatedBlock(channels, d, cond_dim) for d in dilations)
         self.out = nn.Sequential(nn.GELU(), nn.Conv1d(channels, n_mels, 5, padding=2))
 
+    def input_span(self, lo: int, hi: int) -> tuple[int, int]:
+        """``studio.nn.input_span``: latent frames that output frames ``[lo, hi]`` depend on."""
+        return input_span([self.inp, self.upsample, self.blocks, self.out], lo, hi)
+
     def forward(self, z, cond=None):
         h = self.upsample(self.inp(z))[..., : z.shape[-1] * self.up]
         for b in self.blocks:
             h = b(h, cond)
         return self.out(h)
 
-
-def receptive_frames(dilations, kernel: int = 3) -> int:
-    """Frames of context on each side that one stack of dilated blocks sees."""
-    return sum(d * (kernel - 1) // 2 for d in dilations)

@@ -1,6 +1,9 @@
-"""Small layers shared by several models: weight-normed convolutions and the dilated residual stack."""
+"""Small layers shared by several models (weight-normed convolutions, the dilated residual stack), and the one
+chunked-inference mechanism every model runs long inputs through (``context_frames`` + a chunk step)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -122,25 +125,103 @@ def conv1d_space_to_depth(module: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     return F.conv1d(x, w, module.bias, groups=module.groups)
 
 
-def chunked(fn, x: torch.Tensor, chunk: int, left: int, right: int | None = None, scale: int = 1,
-            out: torch.Tensor | None = None) -> torch.Tensor:
-    """Apply a convolutional ``fn`` (``[..., T] -> [..., T * scale]``) to a long ``x`` in chunks of ``chunk`` frames.
+# ------------------------------------------------------------------------------------------ chunked inference
+#
+# One mechanism for every model that runs on long inputs in windows (vocoders, the streamer, the translator, the
+# VQ-VAE decoder): the model says how many input frames of context ``(left, right)`` one output frame depends on
+# (``context_frames()``), and a *chunk step* computes the output of some frames of a window:
+#
+#     step(x_window, start_frame, keep_from, keep_to, state) -> (output of frames [keep_from, keep_to), state)
+#
+# ``start_frame`` is always the window's absolute first frame (an oscillator bank and the spectral synthesis run
+# on absolute time); ``state`` is what the model carries from window to window (None for most; the spectral
+# generator's running phase). ``stateless(fn)`` makes a step of a plain ``fn(x, start_frame)``.
 
-    Each chunk is processed with ``left`` / ``right`` (default: ``left``) frames of real input around it and only
-    its own part of the output is kept, so the result equals one call on the whole input wherever the context
-    covers the receptive field (no seams), with memory bounded by ``chunk + left + right``. ``out``: a tensor to
-    write the result into (e.g. a CPU buffer for a GPU model). Keep ``chunk`` and the context multiples of any
-    stride ``fn`` needs.
+
+_POINTWISE = (nn.LeakyReLU, nn.ReLU, nn.Tanh, nn.Identity, nn.Dropout, nn.GELU, nn.SiLU, nn.ELU)
+_PADS = (nn.ReflectionPad1d, nn.ReplicationPad1d, nn.ConstantPad1d, nn.ZeroPad1d)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -((-a) // b)
+
+
+def input_span(module, lo: int, hi: int) -> tuple[int, int]:
+    """Indices ``[lo', hi']`` of ``module``'s input that output indices ``[lo, hi]`` depend on (interior of an
+    unbounded signal: padding shifts indices, it adds no dependence): the receptive field read from the layers
+    themselves, for ``context_frames``. Walks a Sequential, ModuleList or list of layers (applied in that order)
+    backwards; a block whose forward the walk cannot read gives its own ``input_span(lo, hi)`` method."""
+    if isinstance(module, (nn.Sequential, nn.ModuleList, list, tuple)):
+        for m in reversed(module):
+            lo, hi = input_span(m, lo, hi)
+        return lo, hi
+    own = getattr(module, "input_span", None)
+    if own is not None:
+        return own(lo, hi)
+    if isinstance(module, ResidualBlock):
+        a, b = input_span(module.block, lo, hi), input_span(module.shortcut, lo, hi)
+        return min(a[0], b[0]), max(a[1], b[1])
+    if isinstance(module, nn.Conv1d):
+        (k,), (s,), (d,) = module.kernel_size, module.stride, module.dilation
+        if isinstance(module.padding, str):
+            raise NotImplementedError("string padding is not supported by the receptive-field walk")
+        p = module.padding[0]
+        return lo * s - p, hi * s - p + d * (k - 1)
+    if isinstance(module, nn.ConvTranspose1d):
+        (k,), (s,), (d,), (p,) = module.kernel_size, module.stride, module.dilation, module.padding
+        # output t = i * s + j * d - p for input i and tap j in [0, k)
+        return _ceil_div(lo + p - d * (k - 1), s), (hi + p) // s
+    if isinstance(module, _PADS):
+        return lo - module.padding[0], hi - module.padding[0]
+    if isinstance(module, _POINTWISE):
+        return lo, hi
+    raise NotImplementedError(f"no receptive-field rule for {type(module).__name__}")
+
+
+@dataclass(frozen=True)
+class Window:
+    """Frames ``[a, b)`` of a signal of ``total`` frames, computed from the input frames ``[start, stop)``."""
+
+    start: int  # first input frame given to the model
+    stop: int  # one past the last input frame
+    keep_from: int  # first output frame kept, relative to ``start``
+    keep_to: int  # one past the last output frame kept, relative to ``start``
+
+
+def window(a: int, b: int, total: int, context: tuple[int, int]) -> Window:
+    """The window that computes frames ``[a, b)``: ``context`` frames each side, cut at the signal's ends."""
+    left, right = context
+    start, stop = max(0, a - left), min(total, b + right)
+    return Window(start, stop, a - start, b - start)
+
+
+def stateless(fn, scale: int = 1):
+    """The chunk step of ``fn(x, start_frame)`` (``[..., T] -> [..., T * scale]``, no state between windows): the
+    whole window's output, cut to the kept frames."""
+
+    def step(x, start_frame, keep_from, keep_to, state=None):
+        return fn(x, start_frame)[..., keep_from * scale: keep_to * scale], None
+
+    return step
+
+
+def chunked(step, x: torch.Tensor, chunk: int, context: tuple[int, int], scale: int = 1,
+            out: torch.Tensor | None = None, start_frame: int = 0) -> torch.Tensor:
+    """Run a chunk ``step`` (see above; ``[..., T] -> [..., T * scale]``) over a long ``x`` in chunks of ``chunk``
+    frames, each computed from a window with ``context`` ``(left, right)`` frames of real input around it.
+
+    The result equals one call on the whole input wherever the context covers the receptive field (no seams),
+    with memory bounded by ``chunk + left + right`` frames.
+    ``start_frame``: where ``x`` starts in absolute time. ``out``: a tensor to write the result into (e.g. a CPU
+    buffer for a GPU model). Keep ``chunk`` and the context multiples of any stride the model needs.
     """
-    right = left if right is None else right
     T = x.shape[-1]
-    if out is None and T <= chunk + left + right:
-        return fn(x)
-    for start in range(0, T, chunk):
-        end = min(T, start + chunk)
-        a, b = max(0, start - left), min(T, end + right)
-        y = fn(x[..., a:b])
+    state = None
+    for a in range(0, T, chunk):
+        b = min(T, a + chunk)
+        w = window(a, b, T, context)
+        y, state = step(x[..., w.start: w.stop], start_frame + w.start, w.keep_from, w.keep_to, state)
         if out is None:
             out = y.new_empty(*y.shape[:-1], T * scale)
-        out[..., start * scale: end * scale] = y[..., (start - a) * scale: (end - a) * scale]
+        out[..., a * scale: b * scale] = y
     return out

@@ -7,8 +7,9 @@ import torch
 from conftest import run_cli
 from studio.data import SegmentDataset
 from studio.errors import StudioError
-from studio.generation import Generator, PriorConfig, VQVAEConfig
+from studio.generation import VQVAE, Generator, PriorConfig, VQVAEConfig
 from studio.generation.train import CodeDataset, PriorTask, PriorTrainConfig, VQVAETask, VQVAETrainConfig, encode_corpus
+from studio.nn import chunked, stateless
 from studio.train.loop import LoopConfig, Task, Trainer, seed_everything
 from studio.vocoder import GeneratorConfig, Vocoder
 
@@ -36,6 +37,24 @@ def trained(rendered, tmp_path_factory):
     vocoder.save_pretrained(out / "vocoder")
     return {"before": before, "vq": vq_sum["val"], "prior": pr_sum["val"], "codes": codes,
             "model": out / "prior" / "export", "vocoder": out / "vocoder"}
+
+
+@pytest.mark.parametrize("cfg", [TINY_VQ, VQVAEConfig(channels=16, latent=8)])
+def test_vqvae_decodes_long_code_sequences_in_windows_without_seams(cfg):
+    """``context_frames`` covers what ``decode`` reads (autograd), so decoding in chunks equals one shot."""
+    torch.manual_seed(0)
+    vq = VQVAE(cfg).eval()
+    f, down = 40, cfg.down
+    z = torch.randn(1, cfg.latent, 2 * f, requires_grad=True)
+    vq.decoder(z)[..., f * down: (f + 1) * down].sum().backward()
+    hit = (z.grad[0].abs().sum(0) > 0).nonzero().flatten()
+    left, right = vq.context_frames()
+    assert f - int(hit.min()) <= left and int(hit.max()) - f <= right
+    codes = torch.randint(0, cfg.codebook_size, (1, 300))
+    with torch.no_grad():
+        whole = vq.decode(codes)
+        parts = chunked(stateless(lambda c, start_frame: vq.decode(c), down), codes, 64, (left, right), down)
+    assert (parts - whole).abs().max() < 1e-4
 
 
 def test_vqvae_learns_and_uses_many_codes(trained):

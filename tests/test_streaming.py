@@ -6,6 +6,7 @@ import torch
 
 from studio.audio import AudioConfig, load_audio
 from studio.errors import ConfigMismatch
+from studio.nn import chunked
 from studio.vocoder import Generator, GeneratorConfig, Vocoder
 from studio.vocoder.streaming import StreamingVocoder, algorithmic_latency_ms, chunks_of, context_frames, vocode_long
 
@@ -95,6 +96,21 @@ def test_vocode_long_and_batches_have_no_seams(paper, real_mel, one_shot):
     assert (vocode_long(paper, batch, chunk_frames=20) - ref).abs().max() < 1e-4
     y = torch.cat(list(paper.stream(chunks_of(batch, 7), chunk_frames=16)), dim=-1)
     assert (y - ref).abs().max() < 1e-4
+
+
+def test_chunked_hands_each_window_its_absolute_start_frame_and_the_state():
+    """``studio.nn.chunked``: every window gets its absolute first frame (``start_frame`` + offset) and the state
+    the previous window returned; the kept frames tile the output."""
+    calls = []
+
+    def step(x, start_frame, keep_from, keep_to, state):
+        calls.append((start_frame, x.shape[-1], keep_from, keep_to, state))
+        return x[..., keep_from:keep_to].repeat_interleave(2, -1), len(calls)
+
+    x = torch.arange(25.0)[None]
+    y = chunked(step, x, 10, (3, 2), scale=2, start_frame=100)
+    assert torch.equal(y, x.repeat_interleave(2, -1))
+    assert calls == [(100, 12, 0, 10, None), (107, 15, 3, 13, 1), (117, 8, 3, 8, 2)]
 
 
 def test_streaming_runs_the_fast_path_too(paper, real_mel, one_shot):

@@ -89,6 +89,21 @@ def test_parallel_supervision_trains_translation_toward_the_real_target(rendered
     assert errors[1.0] < 0.9 * errors[0.0], errors
 
 
+@pytest.mark.parametrize("mode,down", [("universal", 2), ("universal", 4), ("notes", 1)])
+def test_context_frames_cover_what_the_output_frames_read(mode, down):
+    """The layer walk (``studio.nn.input_span``) against autograd: the output frames of one latent step (a window
+    on the latent grid keeps whole steps) read no further than the context."""
+    torch.manual_seed(0)
+    m = TranslatorModel(TranslatorConfig(mode=mode, down=down, channels=16, latent=8, dilations=(1, 2, 4),
+                                         domain_dim=8)).eval()
+    left, right = m.context_frames()
+    assert left % down == 0 and right % down == 0
+    x = torch.randn(1, m.encoder.inp.in_channels, 128, requires_grad=True)
+    m(x, torch.tensor([0]))[1][..., 64: 64 + down].sum().backward()
+    hit = (x.grad[0].abs().sum(0) > 0).nonzero().flatten()
+    assert 64 - int(hit.min()) <= left and int(hit.max()) - (64 + down - 1) <= right
+
+
 def test_chunked_translation_is_seamless(tiny_models):
     model = Translator.from_pretrained(tiny_models[0], vocoder=tiny_models[1])
     mel = torch.randn(1, 80, 3000) - 3
@@ -100,7 +115,7 @@ def test_chunked_translation_is_seamless(tiny_models):
     voc = model.vocoder
     with torch.no_grad():
         a = voc(mel[..., :700])
-        b = chunked(voc, mel[..., :700], 200, 64, scale=256)
+        b = chunked(voc.chunk, mel[..., :700], 200, (64, 64), scale=256)
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 

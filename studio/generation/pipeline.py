@@ -18,7 +18,7 @@ from ..audio import audio_input, rms_dbfs
 from ..config import from_dict, to_dict
 from ..errors import ConfigMismatch, ModelNotFound, StudioError
 from ..latent import crop_to_multiple
-from ..nn import chunked
+from ..nn import chunked, stateless
 from ..weights import load_weights, save_model
 from ..vocoder import Vocoder
 from .prior import Prior, PriorConfig
@@ -119,7 +119,9 @@ class MusicGenerator:
 
     @torch.inference_mode()
     def codes_to_audio(self, codes: torch.Tensor) -> np.ndarray:
-        mel = chunked(self.vqvae.decode, codes, 256, 32, scale=self.vqvae.config.down)
+        down = self.vqvae.config.down
+        mel = chunked(stateless(lambda c, start_frame: self.vqvae.decode(c), down), codes, 256,
+                      self.vqvae.context_frames(), down)
         y = self.vocoder.vocode_long(mel)
         return y.reshape(-1).float().cpu().numpy()
 

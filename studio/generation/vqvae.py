@@ -17,6 +17,7 @@ from torch import nn
 
 from ..audio import AudioConfig
 from ..latent import MelDecoder, MelEncoder, denormalize_mel, normalize_mel
+from ..nn import input_span
 
 
 @dataclass(frozen=True)
@@ -132,3 +133,8 @@ class VQVAE(nn.Module):
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         return self._to_mel(self.decoder(self.quantizer.lookup(codes)))
+
+    def context_frames(self) -> tuple[int, int]:
+        """Codes ``(left, right)`` that the mel frames of one code depend on in ``decode`` (for ``studio.nn.chunked``)."""
+        lo, hi = input_span(self.decoder, 0, self.config.down - 1)  # the mel frames of code 0
+        return -lo, hi

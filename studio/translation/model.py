@@ -24,7 +24,8 @@ from torch import nn
 from ..audio import AudioConfig
 from ..config import from_dict
 from ..errors import ConfigMismatch
-from ..latent import MelDecoder, MelEncoder, denormalize_mel, normalize_mel, receptive_frames
+from ..latent import MelDecoder, MelEncoder, denormalize_mel, normalize_mel
+from ..nn import input_span
 from ..notes import PITCHES
 
 
@@ -108,11 +109,12 @@ class TranslatorModel(nn.Module):
         self.decoder = MelDecoder(c.audio.n_mels, c.channels, c.latent, c.down, c.dilations, c.domain_dim)
         self.domain_embedding = nn.Embedding(len(c.domains), c.domain_dim)
 
-    @property
-    def context_frames(self) -> int:
-        """Mel frames of context each side that an output frame depends on (for seamless chunking)."""
+    def context_frames(self) -> tuple[int, int]:
+        """Input frames ``(left, right)`` that the output frames of one latent step read before the first and after
+        the last (for ``studio.nn.chunked``), rounded up to multiples of ``down``: windows stay on the latent grid."""
         d = self.config.down
-        return receptive_frames(self.config.dilations) + 2 + d * (receptive_frames(self.config.dilations) + 2) + 2 * d
+        lo, hi = input_span([self.encoder, self.decoder], 0, d - 1)  # the output frames of latent frame 0
+        return -(lo // d) * d, -(-(hi - d + 1) // d) * d
 
     @staticmethod
     def note_features(roll: torch.Tensor, loud: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from ..audio import load_audio, prepare_audio
 from ..config import to_dict
 from ..errors import ConfigMismatch, StudioError
 from ..latent import pad_to_multiple
-from ..nn import chunked
+from ..nn import chunked, stateless
 from ..notes import check_register
 from ..weights import load_weights, save_model
 from ..vocoder import Vocoder
@@ -157,8 +157,8 @@ class Translator:
     def translate_notes(self, features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Note features ``[1, NOTE_FEATURES, T]`` -> target log-mel ``[1, n_mels, T]``, in seamless chunks."""
         w = weights.to(features.device)
-        return chunked(lambda f: self.model(f, w.expand(f.shape[0], -1))[1], features, CHUNK_FRAMES,
-                       self.model.context_frames)
+        step = stateless(lambda f, start_frame: self.model(f, w.expand(f.shape[0], -1))[1])
+        return chunked(step, features, CHUNK_FRAMES, self.model.context_frames())
 
     @property
     def sample_rate(self) -> int:
@@ -193,9 +193,8 @@ class Translator:
         T = mel.shape[-1]
         mel = pad_to_multiple(mel, down)
         w = weights.to(mel.device)
-        context = -(-self.model.context_frames // down) * down + 2 * down
-        out = chunked(lambda m: self.model.decode(self.model.encode(m), w.expand(m.shape[0], -1)), mel,
-                      CHUNK_FRAMES, context)
+        step = stateless(lambda m, start_frame: self.model.decode(self.model.encode(m), w.expand(m.shape[0], -1)))
+        out = chunked(step, mel, CHUNK_FRAMES, self.model.context_frames())
         return out[..., :T]
 
     def prepare(self, audio, sr: int | None = None, stem: str | None = None, demucs=None) -> np.ndarray:

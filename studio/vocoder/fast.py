@@ -48,8 +48,7 @@ from .generator import Generator
 from .spectral import SpectralGenerator, window_state
 from .base import _MelToAudio
 from .graph import folded_copy
-from ..nn import chunked, forward_2d, freeze_2d, to_2d
-from .streaming import context_frames
+from ..nn import chunked, forward_2d, freeze_2d, stateless, to_2d
 
 MODES = ("auto", "fp32", "bf16", "onnx")
 CHUNK_FRAMES = {"fp32": 512, "bf16": 512, "onnx": 1024}  # frames x batch per chunk on long inputs (measured)
@@ -227,7 +226,7 @@ class FastVocoder(_MelToAudio):
         self.generator = folded_copy(vocoder.generator)
         self.threads = threads
         self.chunk_frames = chunk_frames  # frames x batch per chunk; None: per mode (CHUNK_FRAMES); 0: one shot
-        self.context = context_frames(self.generator)
+        self.context = self.generator.context_frames()
         self.fidelity: float | None = None
         self.timings: dict[str, float] = {}  # auto: seconds per probe run of each candidate that passed its check
         device = self.device
@@ -306,7 +305,9 @@ class FastVocoder(_MelToAudio):
             span = min(span, MAX_SPAN[self.mode])
         with torch.inference_mode(), num_threads(self.threads):
             if span and mel.shape[-1] > span + sum(self.context):
-                y = chunked(fn, mel, span, *self.context, self.config.hop_length)
+                # the paths take no start frame: the oscillator bank, the one part that needs it, comes after
+                y = chunked(stateless(lambda m, start_frame: fn(m), self.config.hop_length), mel, span, self.context,
+                            self.config.hop_length)
             else:
                 y = fn(mel)
             # the oscillator bank (if any) is cheap and needs absolute time: float32, one shot, after the chunks
@@ -328,13 +329,12 @@ class FastVocoder(_MelToAudio):
             return vocode_long(self.path, mel, span, self.context, start_frame=start_frame)
 
     def chunk(self, mel: torch.Tensor, window_start: int, keep_from: int, keep_to: int, state=None):
-        """One window of a long signal (``studio.vocoder.streaming.run_window``) on the selected path."""
+        """``studio.nn``'s chunk step (one window of a long signal) on the selected path."""
         mel = self._check_mel(mel).to(self.device)
         if self.windowed:
             with torch.inference_mode(), num_threads(self.threads):
                 return self.path.chunk(mel, window_start, keep_from, keep_to, state)
-        hop = self.config.hop_length
-        return self.run(mel, window_start)[..., keep_from * hop: keep_to * hop], None
+        return stateless(self.run, self.config.hop_length)(mel, window_start, keep_from, keep_to)
 
     def reference(self, mel: torch.Tensor) -> torch.Tensor:
         """The float32 folded generator (the output every mode is compared with)."""

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..audio import AudioConfig
 from ..errors import ConfigMismatch
-from ..nn import conv, forward_2d, residual_stack, to_2d
+from ..nn import conv, forward_2d, input_span, residual_stack, stateless, to_2d
 from torch.nn.utils.parametrizations import weight_norm
 from .harmonic import HarmonicBank, HarmonicConfig
 
@@ -76,15 +76,12 @@ class Generator(nn.Module):
         return self.add_harmonic(y, mel[..., :frames], start_frame, phase)
 
     def chunk(self, mel, window_start: int, keep_from: int, keep_to: int, state=None):
-        """One window of a long signal (``studio.vocoder.streaming``): the audio of frames ``[keep_from, keep_to)``;
+        """``studio.nn``'s chunk step: the audio of frames ``[keep_from, keep_to)`` of one window of a long signal;
         no state (the oscillator bank runs on absolute time, ``window_start``)."""
-        hop = self.config.audio.hop_length
-        return self(mel, start_frame=window_start)[..., keep_from * hop: keep_to * hop], None
+        return stateless(self, self.config.audio.hop_length)(mel, window_start, keep_from, keep_to)
 
-    def context(self) -> tuple[int, int]:
+    def context_frames(self) -> tuple[int, int]:
         """Mel frames ``(left, right)`` of context that the samples of one frame depend on."""
-        from .streaming import input_span
-
         hop = self.config.audio.hop_length
         lo, hi = input_span(self.net, 0, hop - 1)  # the samples of frame 0
         if self.harmonic is not None:  # the oscillator bank: its net's frames, +-1 for interpolation

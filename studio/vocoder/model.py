@@ -61,8 +61,8 @@ class Vocoder(_MelToAudio):
         return self.generator(mel, start_frame, phase)
 
     def chunk(self, mel: torch.Tensor, window_start: int, keep_from: int, keep_to: int, state=None):
-        """One window of a long signal: the audio of frames ``[keep_from, keep_to)`` and the generator's state for
-        the next window (``studio.vocoder.streaming.run_window``)."""
+        """``studio.nn``'s chunk step: the audio of frames ``[keep_from, keep_to)`` of one window of a long signal
+        and the generator's state for the next window."""
         mel = self._check_mel(mel).to(self.device)
         return self.generator.chunk(mel, window_start, keep_from, keep_to, state)
 

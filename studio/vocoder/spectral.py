@@ -35,6 +35,7 @@ from torch import nn
 
 from ..audio import AudioConfig
 from ..errors import ConfigMismatch
+from ..nn import input_span
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,10 @@ class CausalConvNeXt(nn.Module):
         self.down = nn.Linear(expansion * channels, channels)
         self.scale = nn.Parameter(torch.full((channels,), 0.1))
 
+    def input_span(self, lo: int, hi: int) -> tuple[int, int]:
+        """``studio.nn.input_span``: the causal conv reaches ``kernel - 1`` frames back."""
+        return lo - self.pad, hi
+
     def forward(self, x):  # [B, C, T]
         h = self.dw(nn.functional.pad(x, (self.pad, 0))).transpose(1, 2)
         h = self.down(nn.functional.gelu(self.up(self.norm(h))))
@@ -109,11 +114,13 @@ class SpectralGenerator(nn.Module):
 
     # ---------------------------------------------------------------------------------------------- analysis
 
-    def context(self) -> tuple[int, int]:
+    def context_frames(self) -> tuple[int, int]:
         """Mel frames ``(left, right)`` the samples of one frame depend on (receptive field + synthesis)."""
-        c = self.config
-        left = 6 - c.lookahead + c.blocks * (c.kernel - 1)
-        return left + 2, c.lookahead + 2
+        # the synthesis of frame 0 reads the predictions of frames -2..2; ``predict`` pads 6 - lookahead frames on
+        # the left before its 7-tap input conv
+        lo, hi = input_span([self.inp, self.blocks], -2, 2)
+        shift = 6 - self.config.lookahead
+        return shift - lo, hi - shift
 
     def predict(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-magnitude ``[B, K, F]`` (natural log) and phase-advance deviation ``[B, K, F]`` in (-pi, pi)."""
@@ -189,7 +196,7 @@ class SpectralGenerator(nn.Module):
         return y
 
     def chunk(self, mel: torch.Tensor, window_start: int, keep_from: int, keep_to: int, state=None):
-        """One window of a long signal (``studio.vocoder.streaming``): the audio of frames ``[keep_from, keep_to)``
+        """``studio.nn``'s chunk step, one window of a long signal: the audio of frames ``[keep_from, keep_to)``
         of ``mel`` (which starts at frame ``window_start`` of the signal) and the state for the next window.
 
         The state is ``(f, D)``: the running deviation ``D`` ``[B, K]`` at absolute frame ``f``, always a frame whose

@@ -1,7 +1,8 @@
 """Chunked and streaming vocoding with no seams: the one place for long-file and live inference.
 
 The generator is a stack of convolutions, so each output sample depends on a bounded window of mel frames: its
-*receptive field*, computed here from the layers themselves (``context_frames``). A chunk of frames ``[a, b)`` is
+*receptive field*, which each generator reports (``context_frames``; the paper's reads it from its layers with
+``studio.nn.input_span``). Chunks run through ``studio.nn.chunked``, the mechanism every model shares. A chunk of frames ``[a, b)`` is
 vocoded from the window ``[a - left, b + right)`` and the samples of ``[a, b)`` are cut out of the result; every
 kept sample then sees exactly the inputs it sees in a one-shot run (reflection padding inside the network only
 touches the cropped margins), so the concatenated chunks equal the one-shot output up to float rounding.
@@ -15,51 +16,17 @@ rest of a chunk when chunks are longer than one frame).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..errors import ConfigMismatch
-from ..nn import ResidualBlock
-
-_POINTWISE = (nn.LeakyReLU, nn.ReLU, nn.Tanh, nn.Identity, nn.Dropout, nn.GELU, nn.SiLU, nn.ELU)
-_PADS = (nn.ReflectionPad1d, nn.ReplicationPad1d, nn.ConstantPad1d, nn.ZeroPad1d)
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -((-a) // b)
-
-
-def input_span(module: nn.Module, lo: int, hi: int) -> tuple[int, int]:
-    """Indices ``[lo', hi']`` of ``module``'s input that output indices ``[lo, hi]`` depend on (interior of an
-    unbounded signal: padding shifts indices, it adds no dependence). Walks Sequential containers backwards."""
-    if isinstance(module, nn.Sequential):
-        for m in reversed(module):
-            lo, hi = input_span(m, lo, hi)
-        return lo, hi
-    if isinstance(module, ResidualBlock):
-        a, b = input_span(module.block, lo, hi), input_span(module.shortcut, lo, hi)
-        return min(a[0], b[0]), max(a[1], b[1])
-    if isinstance(module, nn.Conv1d):
-        (k,), (s,), (d,) = module.kernel_size, module.stride, module.dilation
-        p = module.padding[0] if isinstance(module.padding, tuple) else 0
-        if isinstance(module.padding, str):
-            raise NotImplementedError("string padding is not supported by the receptive-field walk")
-        return lo * s - p, hi * s - p + d * (k - 1)
-    if isinstance(module, nn.ConvTranspose1d):
-        (k,), (s,), (d,), (p,) = module.kernel_size, module.stride, module.dilation, module.padding
-        # output t = i * s + j * d - p for input i and tap j in [0, k)
-        return _ceil_div(lo + p - d * (k - 1), s), (hi + p) // s
-    if isinstance(module, _PADS):
-        return lo - module.padding[0], hi - module.padding[0]
-    if isinstance(module, _POINTWISE):
-        return lo, hi
-    raise NotImplementedError(f"no receptive-field rule for {type(module).__name__}")
+from ..nn import chunked, window
 
 
 def _generator_of(model) -> nn.Module:
-    """The generator behind a Vocoder, a FastVocoder or a generator: anything with ``context()`` and ``chunk()``."""
+    """The generator behind a Vocoder, a FastVocoder or a generator: anything with ``context_frames()`` and
+    ``chunk()`` (``studio.nn``'s chunk step)."""
     g = getattr(model, "generator", model)
     if not hasattr(g, "chunk") or not hasattr(g, "config"):
         raise TypeError(f"expected a Vocoder, FastVocoder or generator, got {type(model).__name__}")
@@ -68,34 +35,13 @@ def _generator_of(model) -> nn.Module:
 
 def context_frames(model) -> tuple[int, int]:
     """Mel frames of context ``(left, right)`` that the output samples of one frame depend on."""
-    return _generator_of(model).context()
-
-
-def run_window(model, mel: torch.Tensor, window_start: int, keep_from: int, keep_to: int, state=None):
-    """The audio of frames ``[keep_from, keep_to)`` of a window ``mel`` of a longer signal, and the state for the
-    next window: the one call every chunked and streamed path makes (``model.chunk`` if it has one, else its
-    generator's). The paper's generator has no state; the spectral one carries its running phase."""
-    fn = getattr(model, "chunk", None) or _generator_of(model).chunk
-    return fn(mel, window_start, keep_from, keep_to, state)
+    return _generator_of(model).context_frames()
 
 
 def algorithmic_latency_ms(model) -> float:
     """Right-context frames x hop / sample rate, in ms: the look-ahead streaming needs before a frame's audio."""
     g = _generator_of(model)
     return context_frames(g)[1] * g.config.audio.hop_length / g.config.audio.sample_rate * 1000.0
-
-
-@dataclass(frozen=True)
-class _Window:
-    start: int  # first input frame given to the model
-    stop: int  # one past the last input frame
-    keep_from: int  # first output frame kept, relative to ``start``
-    keep_to: int  # one past the last output frame kept, relative to ``start``
-
-
-def _window(a: int, b: int, total: int, left: int, right: int) -> _Window:
-    start, stop = max(0, a - left), min(total, b + right)
-    return _Window(start, stop, a - start, b - start)
 
 
 def _as_batch(mel: torch.Tensor) -> torch.Tensor:
@@ -145,10 +91,10 @@ class StreamingVocoder:
         return (self.chunk_frames - 1 + self.right) * self.hop / self.sample_rate * 1000.0
 
     def _run(self, a: int, b: int) -> torch.Tensor:
-        w = _window(a, b, self._total, self.left, self.right)
+        w = window(a, b, self._total, (self.left, self.right))
         mel = self._buf[..., w.start - self._buf_start: w.stop - self._buf_start]
         with torch.inference_mode():
-            y, self._state = run_window(self.model, mel, w.start, w.keep_from, w.keep_to, self._state)
+            y, self._state = self.model.chunk(mel, w.start, w.keep_from, w.keep_to, self._state)
         return y
 
     def _trim(self) -> None:
@@ -215,20 +161,9 @@ def vocode_long(model, mel, chunk_frames: int = 1024, context: tuple[int, int] |
     if chunk_frames < 1:
         raise ConfigMismatch(f"chunk_frames must be at least 1, got {chunk_frames}.")
     g = _generator_of(model)
-    left, right = context if context is not None else context_frames(g)
-    mel = _as_batch(mel)
-    hop, T = g.config.audio.hop_length, mel.shape[-1]
-    state = None  # the signal starts at ``start_frame`` (absolute time for the oscillator bank)
+    context = context if context is not None else context_frames(g)
     with torch.inference_mode():
-        for start in range(0, T, chunk_frames):
-            end = min(T, start + chunk_frames)
-            w = _window(start, end, T, left, right)
-            y, state = run_window(model, mel[..., w.start: w.stop], start_frame + w.start, w.keep_from, w.keep_to,
-                                  state)
-            if out is None:
-                out = y.new_empty(*y.shape[:-1], T * hop)
-            out[..., start * hop: end * hop] = y
-    return out
+        return chunked(model.chunk, _as_batch(mel), chunk_frames, context, g.config.audio.hop_length, out, start_frame)
 
 
 def chunks_of(mel: torch.Tensor, frames: int) -> Iterator[torch.Tensor]:
