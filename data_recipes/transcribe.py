@@ -11,7 +11,7 @@ file of a piece that has notes; resumable (files already written are skipped; ea
     python -m data_recipes.transcribe --data data/real-large --shard 0/2 &  # two processes, one thread each
     python -m data_recipes.transcribe --data data/real-large --shard 1/2
 
-Measured here: see the translator's model card (about 60x real time on one core of a 2-core Xeon).
+Measured here: 1.7 s per 60 s file with one thread (about 35x real time) on a 2-core Xeon with tests running beside it.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def transcribe_dataset(root: Path, splits: list[str] | None = None, domains: lis
 
     entries = [e for s in (splits or [None]) for e in read_manifest(root, s, domains)
                if e.piece and notes_path(root, e.piece).is_file()]
-    pieces = sorted({e.piece for e in entries})[shard[0]:: shard[1]]
-    entries = [e for e in entries if e.piece in set(pieces)]
+    pieces = set(sorted({e.piece for e in entries})[shard[0]:: shard[1]])
+    entries = [e for e in entries if e.piece in pieces]
     if not entries:
         raise DatasetError(f"{root}: no files of pieces with notes (notes/ is written by data_recipes.real or .render).")
     todo = [e for e in entries if not transcribed_path(root, e.path).is_file()]
