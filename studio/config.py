@@ -18,10 +18,16 @@ def to_dict(cfg) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+def _tuples(v):
+    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
+
+
 def from_dict(cls, d: dict):
     """Build dataclass ``cls`` from ``d``, recursing into nested dataclass fields; unknown keys are an error."""
     if not isinstance(d, dict):
         raise ConfigMismatch(f"{cls.__name__} must be given as a mapping, got {type(d).__name__}.")
+    if hasattr(cls, "upgrade"):  # a config whose layout changed reads its older files
+        d = cls.upgrade(d)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(d) - set(fields)
@@ -34,8 +40,8 @@ def from_dict(cls, d: dict):
             hint = next(h for h in typing.get_args(hint) if h is not type(None))
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = from_dict(hint, value)
-        elif isinstance(value, list) and typing.get_origin(hint) is tuple:
-            value = tuple(value)
+        elif isinstance(value, list) and typing.get_origin(hint) is tuple:  # JSON's lists, nested ones too
+            value = _tuples(value)
         kwargs[name] = value
     return cls(**kwargs)
 

@@ -29,7 +29,7 @@ def export(vocoder, path: str | os.PathLike, format: str | None = None) -> Path:
         raise ExportError(f"unknown export format {format!r} for '{path.name}'; accepted: {', '.join(FORMATS)} "
                           f"(or a .onnx / .pt / .ts file name).")
     generator = getattr(vocoder, "generator", vocoder)
-    if getattr(generator, "harmonic", None) is not None:  # the graphs hold ``generator.net`` only
+    if getattr(vocoder, "harmonic", None) is not None:  # the graphs hold the generator only
         raise ExportError("this vocoder has an oscillator bank (studio.vocoder.harmonic), which export does not "
                           "support yet: its phase runs on absolute time; use the PyTorch API (Vocoder).")
     if path.is_dir():

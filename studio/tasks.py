@@ -29,6 +29,7 @@ from .generation.train import CodeDataset, PriorTask, PriorTrainConfig, VQVAETas
 from .notes import PITCHES
 from .translation.model import translator_config
 from .translation.train import TranslatorTask, TranslatorTrainConfig
+from .vocoder.model import read_config as read_vocoder_config
 from .vocoder.train import SpectralTrainConfig, SpectralVocoderTask, VocoderTask, VocoderTrainConfig
 
 
@@ -145,21 +146,23 @@ def build_config(spec: TrainTask, args, ctx: dict, base=None):
         if spec.arch is not None and (entry.architecture or ARCHS[spec.command][0]) != spec.arch:
             raise ConfigMismatch(f"--init {args.init} is a {entry.architecture or ARCHS[spec.command][0]} "
                                  f"{spec.command}; --arch {spec.arch} needs a {spec.arch} one.")
-        read = spec.read_config or (lambda d: from_dict(spec.model_config, d))
-        cfg = replace(cfg, **{spec.model: read(entry.config)})
+        cfg = replace(cfg, **{spec.model: _read_model_config(spec, entry.config)})
     cfg = override(cfg, overrides(spec, args))
     return spec.finish(cfg, args, ctx) if spec.finish else cfg
 
 
-def load_state(net: torch.nn.Module, state: dict, name: str, may_miss: str | None = None) -> None:
-    """``state`` into ``net``, or a one-line ConfigMismatch naming ``--init``; keys under ``may_miss`` may be
-    absent (a part the initial model lacks starts fresh)."""
+def _read_model_config(spec: TrainTask, d: dict):
+    return (spec.read_config or (lambda d: from_dict(spec.model_config, d)))(d)
+
+
+def load_state(net: torch.nn.Module, state: dict, name: str) -> None:
+    """``state`` into ``net``, or a one-line ConfigMismatch naming ``--init``."""
     try:
         missing, unexpected = net.load_state_dict(state, strict=False)
     except RuntimeError as e:  # a shape differs
         reason = str(e).splitlines()[-1].strip()
         raise ConfigMismatch(f"--init {name} does not fit the network being trained ({reason}).") from None
-    if unexpected or any(not (may_miss and k.startswith(may_miss)) for k in missing):
+    if unexpected or missing:
         raise ConfigMismatch(f"--init {name} does not fit the network being trained "
                              f"({len(missing)} missing, {len(unexpected)} unexpected weights).")
 
@@ -213,21 +216,23 @@ def _noise_item(cfg, i, g) -> dict:
 
 
 def _harmonic(cfg, args, ctx):
-    if getattr(args, "harmonic", False) and cfg.generator.harmonic is None:
+    """The oscillator bank (``cfg.harmonic``): the ``--init`` model's, else a new one with ``--harmonic``."""
+    if cfg.harmonic is None and getattr(args, "init", None):
+        cfg = replace(cfg, harmonic=read_vocoder_config(registry.resolve(args.init, kind="vocoder").config)[1])
+    if cfg.harmonic is None and getattr(args, "harmonic", False):
         from .vocoder.harmonic import HarmonicConfig
 
-        cfg = replace(cfg, generator=replace(cfg.generator, harmonic=HarmonicConfig()))
+        cfg = replace(cfg, harmonic=HarmonicConfig())
     return cfg
 
 
-def _load_vocoder(may_miss=None):
-    def load(task, name):
-        from .vocoder import Vocoder
+def _load_vocoder(task, name):
+    from .vocoder import Vocoder
 
-        # a vocoder without an oscillator bank may start one that has it: the bank then starts fresh
-        load_state(task.nets["generator"], Vocoder.from_pretrained(name, fold=False).generator.state_dict(), name,
-                   may_miss)
-    return load
+    v = Vocoder.from_pretrained(name, fold=False)
+    load_state(task.nets["generator"], v.generator.state_dict(), name)
+    if v.harmonic is not None:  # (a vocoder without a bank may start one: the bank then starts fresh)
+        load_state(task.nets["harmonic"], v.harmonic.state_dict(), name)
 
 
 def _translator_domains(cfg, args, ctx):
@@ -299,12 +304,12 @@ MELGAN = TrainTask(
     dataset=lambda cfg, args, ctx: _segments(args, cfg.generator.audio, cfg.segment_length),
     max_steps=400_000, batch=16, min_hours=("total", 1.0),
     audio_flags=("sample_rate", "hop_length"), add_flags=_vocoder_flags, finish=_harmonic,
-    load_init=_load_vocoder(may_miss="harmonic."), synthetic=_noise_item,
+    load_init=_load_vocoder, synthetic=_noise_item, read_config=lambda d: read_vocoder_config(d)[0],
     shipped_record=(("segment", "segment_length"), ("lambda_stft", "lambda_stft"), ("lambda_mel", "lambda_mel"),
                     ("adversarial_from", "adversarial_from")))
 
 SPECTRAL = replace(
-    MELGAN, arch="spectral", config=SpectralTrainConfig, audio_flags=(), finish=None, load_init=_load_vocoder(),
+    MELGAN, arch="spectral", config=SpectralTrainConfig, audio_flags=(), finish=None, read_config=None,
     task=SpectralVocoderTask, shipped_record=(("segment", "segment_length"),))
 
 TRANSLATOR = TrainTask(
@@ -368,7 +373,7 @@ def shipped_task(command: str):
     kind, stage = task_for(command).shipped
     entry, rec = shipped_entry(kind, stage)
     spec = task_for(command, entry.architecture)
-    model = from_dict(spec.model_config, entry.config[stage] if stage else entry.config)
+    model = _read_model_config(spec, entry.config[stage] if stage else entry.config)
     cfg = replace(spec.config(), **{spec.model: model},
                   **{field: rec[key] for key, field in spec.shipped_record if key in rec})
     ctx = {}

@@ -72,7 +72,7 @@ def test_export_errors_are_one_line(tmp_path, model_dir):
     from studio.vocoder.harmonic import HarmonicConfig
 
     with pytest.raises(ExportError, match="oscillator bank"):  # its phase needs absolute time: not in the graphs
-        export(Vocoder(GeneratorConfig(channels=32, harmonic=HarmonicConfig(channels=16))), tmp_path / "b.onnx")
+        export(Vocoder(GeneratorConfig(channels=32), HarmonicConfig(channels=16)), tmp_path / "b.onnx")
     assert not (tmp_path / "b.onnx").exists()
 
 

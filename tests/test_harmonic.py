@@ -55,22 +55,45 @@ def test_amplitudes_are_interpolated_between_frame_centres():
     assert bank(torch.randn(1, 80, 1) - 3).shape == (1, 1, 256)  # fewer frames than its padding: edge repeated
 
 
-def test_config_round_trips_and_the_paper_generator_has_no_bank():
-    cfg = GeneratorConfig(channels=32, harmonic=SMALL)
-    assert from_dict(GeneratorConfig, to_dict(cfg)) == cfg
-    assert GeneratorConfig().harmonic is None and Vocoder(GeneratorConfig(channels=32)).generator.harmonic is None
+def test_config_round_trips_older_layouts_read_and_the_paper_vocoder_has_no_bank():
+    from studio.vocoder.train import VocoderTrainConfig
+
+    cfg = VocoderTrainConfig(generator=GeneratorConfig(channels=32), harmonic=SMALL)
+    assert from_dict(VocoderTrainConfig, to_dict(cfg)) == cfg
+    old = to_dict(cfg)  # the layout of checkpoints and --config files from when the bank sat inside the generator
+    old["generator"]["harmonic"] = old.pop("harmonic")
+    assert from_dict(VocoderTrainConfig, old) == cfg
+    assert VocoderTrainConfig().harmonic is None and Vocoder(GeneratorConfig(channels=32)).harmonic is None
 
 
 @pytest.fixture(scope="module")
 def harmonic_vocoder(tmp_path_factory):
     """A small vocoder with a bank whose amplitudes depend on the mel (random last layer), saved and reloaded."""
     torch.manual_seed(0)
-    v = Vocoder(GeneratorConfig(channels=32, harmonic=SMALL))
+    v = Vocoder(GeneratorConfig(channels=32), harmonic=SMALL)
     with torch.no_grad():
-        v.generator.harmonic.net[-1].weight.normal_(0, 0.05)
-        v.generator.harmonic.net[-1].bias.fill_(-3.0)
+        v.harmonic.net[-1].weight.normal_(0, 0.05)
+        v.harmonic.net[-1].bias.fill_(-3.0)
     folder = v.save_pretrained(tmp_path_factory.mktemp("harmonic") / "voc")
     return Vocoder.from_pretrained(folder)
+
+
+def test_the_model_folder_keeps_its_layout(tmp_path):
+    """The bank's tensors under ``harmonic.`` beside the generator's, its settings under ``config.harmonic``: the
+    layout of the folders written when the bank lived inside the generator, so those load unchanged."""
+    import json
+
+    from studio.weights import load_tensors
+
+    torch.manual_seed(0)
+    first = Vocoder(GeneratorConfig(channels=32), harmonic=SMALL)
+    folder = first.save_pretrained(tmp_path / "v")
+    tensors, _ = load_tensors(folder / "model.safetensors")
+    assert any(k.startswith("harmonic.net.") for k in tensors) and any(k.startswith("net.") for k in tensors)
+    assert json.loads((folder / "config.json").read_text())["config"]["harmonic"] == to_dict(SMALL)
+    v = Vocoder.from_pretrained(folder)
+    assert v.harmonic_config == SMALL and all(
+        torch.equal(a, b) for a, b in zip(v.harmonic.state_dict().values(), first.harmonic.state_dict().values()))
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +107,7 @@ def test_chunks_streams_and_fast_paths_equal_the_one_shot_output(harmonic_vocode
     v = harmonic_vocoder
     with torch.inference_mode():
         one_shot = v(mel)
-        bank = v.generator.harmonic(mel)
+        bank = v.harmonic(mel)
     assert bank.abs().max() > 0.01  # the bank is really playing
     assert context_frames(v)[0] >= 1 + 2 + sum(SMALL.dilations)  # its net's reach, plus interpolation
     assert (v.vocode_long(mel, chunk_frames=13) - one_shot).abs().max() < 1e-4
@@ -102,7 +125,7 @@ def test_chunks_streams_and_fast_paths_equal_the_one_shot_output(harmonic_vocode
 
 
 def test_training_phases_are_random_and_bf16_autocast_leaves_the_bank_in_float32(harmonic_vocoder, mel):
-    bank = harmonic_vocoder.generator.harmonic
+    bank = harmonic_vocoder.harmonic
     phase = torch.rand(1, bank.size, dtype=torch.float64) * 2 * math.pi
     with torch.inference_mode():
         ref = bank(mel, phase=phase)
@@ -123,7 +146,7 @@ def test_bank_warm_up_trains_the_bank_alone_then_freezes_it(tmp_path, piano_clip
     x, _ = load_audio(piano_clip, 22050)
     start = int(np.argmax(np.convolve(x**2, np.ones(4096), "valid")))
     batch = {"audio": torch.from_numpy(x[start: start + 2 * 4096].copy()).reshape(2, 1, 4096)}
-    cfg = VocoderTrainConfig(generator=GeneratorConfig(channels=32, harmonic=HarmonicConfig(channels=64)),
+    cfg = VocoderTrainConfig(generator=GeneratorConfig(channels=32), harmonic=HarmonicConfig(channels=64),
                              discriminator=DiscriminatorConfig(channels=4, max_channels=32), segment_length=4096,
                              lambda_stft=1.0, lambda_mel=5.0, adversarial_from=10**6, harmonic_steps=40,
                              harmonic_lr=5e-4, harmonic_noise_db=(-50.0, -30.0))
@@ -133,10 +156,10 @@ def test_bank_warm_up_trains_the_bank_alone_then_freezes_it(tmp_path, piano_clip
     seed_everything(0)
     task = VocoderTask(cfg)
     task.run = dict(task.nets)
-    G = task.nets["generator"]
-    G.train()
+    G, B = task.nets["generator"], task.nets["harmonic"]
+    G.train(), B.train()
     snap = lambda m: {k: v.clone() for k, v in m.state_dict().items()}
-    net0, bank0 = snap(G.net), snap(G.harmonic)
+    net0, bank0 = snap(G), snap(B)
     x = batch["audio"]
     spec = torch.fft.rfft(x)
     spec[..., int(4186 * 2 ** (1 / 24) / 22050 * x.shape[-1]) + 1:] = 0  # the band the bank is trained on
@@ -144,19 +167,19 @@ def test_bank_warm_up_trains_the_bank_alone_then_freezes_it(tmp_path, piano_clip
 
     def bank_loss():
         with torch.no_grad():
-            return task.stft(G.harmonic(task.mel(x)), target).item()
+            return task.stft(B(task.mel(x)), target).item()
 
     before = bank_loss()
     for s in range(40):
         task.train_step(batch, s)
     after = bank_loss()
     assert after < 0.85 * before, (before, after)
-    net1, bank1 = snap(G.net), snap(G.harmonic)
+    net1, bank1 = snap(G), snap(B)
     assert all(torch.equal(net0[k], net1[k]) for k in net0)  # the warm-up leaves the generator alone
     assert any(not torch.equal(bank0[k], bank1[k]) for k in bank0)
     for s in range(40, 43):
         task.train_step(batch, s)
-    net2, bank2 = snap(G.net), snap(G.harmonic)
+    net2, bank2 = snap(G), snap(B)
     assert all(torch.equal(bank1[k], bank2[k]) for k in bank1)  # frozen after the warm-up
     assert any(not torch.equal(net1[k], net2[k]) for k in net1)
 
@@ -183,4 +206,29 @@ def test_cli_adds_a_bank_to_an_initial_vocoder(tmp_path, piano_clip):
     assert all(torch.equal(start[k], out[k]) for k in start)  # two bank-only steps: the generator is unchanged
     assert any(k.startswith("harmonic.") for k in out)
     v = Vocoder.from_pretrained(tmp_path / "run" / "export")
-    assert v.generator_config.harmonic == HarmonicConfig()
+    assert v.harmonic_config == HarmonicConfig()
+
+
+def test_a_checkpoint_of_the_older_layout_resumes(tmp_path):
+    """Checkpoints written when the bank sat inside the generator (``model/generator/harmonic.*``) load into the
+    task whose bank sits beside it."""
+    from studio.train.checkpoint import load_checkpoint, save_checkpoint
+    from studio.vocoder import DiscriminatorConfig
+    from studio.vocoder.train import VocoderTask, VocoderTrainConfig
+    from studio.weights import atomic_save_tensors, load_tensors
+
+    cfg = VocoderTrainConfig(generator=GeneratorConfig(channels=32), harmonic=SMALL,
+                             discriminator=DiscriminatorConfig(channels=4, max_channels=32))
+    torch.manual_seed(0)
+    a = VocoderTask(cfg)
+    save_checkpoint(tmp_path / "new.safetensors", modules=a.nets, optimizers=a.opts, step=3)
+    tensors, meta = load_tensors(tmp_path / "new.safetensors")
+    old = {k.replace("model/harmonic/", "model/generator/harmonic."): v for k, v in tensors.items()}
+    assert any(k.startswith("model/generator/harmonic.") for k in old)
+    atomic_save_tensors(old, tmp_path / "old.safetensors", metadata=meta)
+    torch.manual_seed(1)
+    b = VocoderTask(cfg)
+    assert any(not torch.equal(p, q) for p, q in zip(a.nets["harmonic"].parameters(), b.nets["harmonic"].parameters()))
+    load_checkpoint(tmp_path / "old.safetensors", modules=b.nets, optimizers=b.opts, renames=b.checkpoint_renames)
+    for name in a.nets:
+        assert all(torch.equal(p, q) for p, q in zip(a.nets[name].state_dict().values(), b.nets[name].state_dict().values()))

@@ -82,10 +82,14 @@ def _parse_meta(path, meta: dict[str, str]) -> dict:
         raise CheckpointError(f"{path} is a safetensors file but not a studio training checkpoint.") from None
 
 
-def load_checkpoint(path, *, modules: dict, optimizers: dict, restore_rng: bool = True) -> dict:
-    """Load a checkpoint written by ``save_checkpoint`` into ``modules``/``optimizers``; returns its metadata."""
+def load_checkpoint(path, *, modules: dict, optimizers: dict, restore_rng: bool = True,
+                    renames: dict[str, str] | None = None) -> dict:
+    """Load a checkpoint written by ``save_checkpoint`` into ``modules``/``optimizers``; returns its metadata.
+    ``renames``: tensor-name prefixes of an older layout -> their names now (a module moved)."""
     tensors, raw = load_tensors(path)
     meta = _parse_meta(path, raw)
+    for old, new in (renames or {}).items():
+        tensors = {new + k[len(old):] if k.startswith(old) else k: v for k, v in tensors.items()}
     for name, m in modules.items():
         prefix = f"model/{name}/"
         sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -89,6 +89,9 @@ class Task:
     # kind and, where that model holds several stages (the generator: vqvae, prior), this one's key in its config and
     # training record. None: the kind is ``name``, one stage.
     shipped: tuple[str, str | None] | None = None
+    # Tensor-name prefixes of an older checkpoint layout -> now (``load_checkpoint``'s ``renames``), where a task's
+    # modules moved; resumed checkpoints are rewritten in the new layout at the next save.
+    checkpoint_renames: dict[str, str] = {}
 
     def __init__(self):
         self.nets: dict[str, nn.Module] = {}
@@ -171,7 +174,7 @@ class Trainer:
         self.step = 0
         ckpt = self.out / CHECKPOINT
         if resume and ckpt.is_file():
-            meta = load_checkpoint(ckpt, modules=task.nets, optimizers=task.opts)
+            meta = load_checkpoint(ckpt, modules=task.nets, optimizers=task.opts, renames=task.checkpoint_renames)
             self.step = meta["step"]
             self.log(f"resumed from {ckpt} at step {self.step}")
         elif resume:

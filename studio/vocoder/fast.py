@@ -34,6 +34,7 @@ cores busy, fewer threads can be several times faster (OpenMP threads wait for e
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import math
 import os
@@ -48,6 +49,7 @@ from .generator import Generator
 from .spectral import SpectralGenerator, window_state
 from .base import _MelToAudio
 from .graph import folded_copy
+from .harmonic import summed_context
 from ..nn import chunked, forward_2d, freeze_2d, stateless, to_2d
 
 MODES = ("auto", "fp32", "bf16", "onnx")
@@ -152,7 +154,20 @@ class _TorchPath(nn.Module):
         return forward_2d(self.tail, x.float()).squeeze(2)
 
 
-class _SpectralPath(nn.Module):
+class _WindowPath(nn.Module):
+    """A path that runs window by window (``studio.nn``'s chunk step) with its generator's settings and context."""
+
+    generator: SpectralGenerator
+
+    @property
+    def config(self):
+        return self.generator.config
+
+    def context_frames(self) -> tuple[int, int]:
+        return self.generator.context_frames()
+
+
+class _SpectralPath(_WindowPath):
     """The spectral generator: its frame-rate backbone in ``dtype`` (bf16 autocast), the synthesis in float32
     (``SpectralGenerator.synthesize`` leaves autocast). Windows of long inputs carry the running phase."""
 
@@ -165,7 +180,7 @@ class _SpectralPath(nn.Module):
             return self.generator.chunk(mel, window_start, keep_from, keep_to, state)
 
 
-class _SpectralOnnxPath(nn.Module):
+class _SpectralOnnxPath(_WindowPath):
     """The spectral generator's ONNX graph (``studio.vocoder.graph.SpectralGraph``), window by window with its state."""
 
     def __init__(self, generator: SpectralGenerator, threads: int | None):
@@ -224,9 +239,11 @@ class FastVocoder(_MelToAudio):
         self.generator_config = vocoder.generator_config
         self.mel = vocoder.mel
         self.generator = folded_copy(vocoder.generator)
+        bank = getattr(vocoder, "harmonic", None)  # the oscillator bank: float32 eager on every path (cheap)
+        self.harmonic = copy.deepcopy(bank).eval().requires_grad_(False) if bank is not None else None
         self.threads = threads
         self.chunk_frames = chunk_frames  # frames x batch per chunk; None: per mode (CHUNK_FRAMES); 0: one shot
-        self.context = self.generator.context_frames()
+        self.context = self.generator.context_frames()  # the path's (the bank runs after it, one shot)
         self.fidelity: float | None = None
         self.timings: dict[str, float] = {}  # auto: seconds per probe run of each candidate that passed its check
         device = self.device
@@ -311,7 +328,8 @@ class FastVocoder(_MelToAudio):
             else:
                 y = fn(mel)
             # the oscillator bank (if any) is cheap and needs absolute time: float32, one shot, after the chunks
-            y = self.generator.add_harmonic(y.float(), mel, start_frame)
+            if self.harmonic is not None:
+                y = self.harmonic.add_to(y.float(), mel, start_frame)
         return y[..., : frames * self.config.hop_length]
 
     @property
@@ -336,10 +354,15 @@ class FastVocoder(_MelToAudio):
                 return self.path.chunk(mel, window_start, keep_from, keep_to, state)
         return stateless(self.run, self.config.hop_length)(mel, window_start, keep_from, keep_to)
 
+    def context_frames(self) -> tuple[int, int]:
+        """Mel frames ``(left, right)`` that the samples of one frame depend on (the generator's and the bank's)."""
+        return summed_context(self.generator, self.harmonic)
+
     def reference(self, mel: torch.Tensor) -> torch.Tensor:
-        """The float32 folded generator (the output every mode is compared with)."""
+        """The float32 folded generator and the bank (the output every mode is compared with)."""
         with torch.inference_mode(), num_threads(self.threads):
-            return self.generator(mel.float())
+            y = self.generator(mel.float())
+            return y if self.harmonic is None else self.harmonic.add_to(y, mel.float())
 
     def forward(self, mel: torch.Tensor, start_frame: int = 0) -> torch.Tensor:
         return self.run(self._check_mel(mel).to(self.device), start_frame)

@@ -11,7 +11,6 @@ from ..audio import AudioConfig
 from ..errors import ConfigMismatch
 from ..nn import conv, forward_2d, input_span, residual_stack, stateless, to_2d
 from torch.nn.utils.parametrizations import weight_norm
-from .harmonic import HarmonicBank, HarmonicConfig
 
 
 @dataclass(frozen=True)
@@ -23,8 +22,6 @@ class GeneratorConfig:
     ratios: tuple[int, ...] = (8, 8, 2, 2)  # upsampling ratios; their product is the hop (paper: 8 8 2 2)
     dilations: tuple[int, ...] = (1, 3, 9)  # of each residual stack's convs (paper: 1 3 9)
     weight_norm: bool = True  # on every conv (paper: yes)
-    # Not in the paper: an oscillator bank summed with the output, for sustained notes (``studio.vocoder.harmonic``)
-    harmonic: HarmonicConfig | None = None
 
     def __post_init__(self):
         if math.prod(self.ratios) != self.audio.hop_length:
@@ -41,8 +38,8 @@ class Generator(nn.Module):
 
     Input conv (7 taps) to ``channels``; per ratio r: LeakyReLU, transposed conv (kernel 2r, stride r) halving the
     channels, then a residual stack; finally LeakyReLU, 7-tap conv to 1 channel, tanh. All convs weight-normed
-    and reflection-padded as in the paper. With ``config.harmonic``, the oscillator bank's output is added to the
-    tanh output (``harmonic``; clamped to [-1, 1] in eval mode).
+    and reflection-padded as in the paper. (The oscillator bank, when a vocoder has one, sits beside it in
+    ``Vocoder``.)
     """
 
     def __init__(self, config: GeneratorConfig = GeneratorConfig()):
@@ -57,13 +54,12 @@ class Generator(nn.Module):
             ch //= 2
         layers += [nn.LeakyReLU(0.2), nn.ReflectionPad1d(3), conv(ch, 1, 7, norm=wn), nn.Tanh()]
         self.net = nn.Sequential(*layers)
-        self.harmonic = HarmonicBank(config.audio, config.harmonic) if config.harmonic else None
         # Run as channels-last 2-D ops (``studio.nn.forward_2d``): same function and parameters, faster on a CPU.
         self.channels_last = False
 
     def forward(self, mel, start_frame: int = 0, phase=None):
-        """``start_frame``, ``phase``: where ``mel`` starts in a longer signal, or random oscillator phases
-        ``[B, K]`` for training (only used by the oscillator bank)."""
+        """``start_frame``, ``phase``: unused (the paper's generator is time-invariant); every architecture takes
+        them (the spectral one carries a running phase)."""
         if mel.dim() != 3 or mel.shape[1] != self.config.audio.n_mels:
             raise ConfigMismatch(
                 f"the generator expects a mel of shape [batch, {self.config.audio.n_mels}, frames], got {list(mel.shape)}."
@@ -72,26 +68,15 @@ class Generator(nn.Module):
         if frames < 4:  # reflection padding (3) needs 4 frames: repeat the edge, then cut the output back
             mel = nn.functional.pad(mel, (0, 4 - frames), mode="replicate")
         y = forward_2d(self.net, to_2d(mel)).squeeze(2) if self.channels_last else self.net(mel)
-        y = y[..., : frames * self.config.audio.hop_length]
-        return self.add_harmonic(y, mel[..., :frames], start_frame, phase)
+        return y[..., : frames * self.config.audio.hop_length]
 
     def chunk(self, mel, window_start: int, keep_from: int, keep_to: int, state=None):
         """``studio.nn``'s chunk step: the audio of frames ``[keep_from, keep_to)`` of one window of a long signal;
-        no state (the oscillator bank runs on absolute time, ``window_start``)."""
+        no state."""
         return stateless(self, self.config.audio.hop_length)(mel, window_start, keep_from, keep_to)
 
     def context_frames(self) -> tuple[int, int]:
         """Mel frames ``(left, right)`` of context that the samples of one frame depend on."""
         hop = self.config.audio.hop_length
         lo, hi = input_span(self.net, 0, hop - 1)  # the samples of frame 0
-        if self.harmonic is not None:  # the oscillator bank: its net's frames, +-1 for interpolation
-            h_lo, h_hi = input_span(self.harmonic.net, -1, 1)
-            lo, hi = min(lo, h_lo), max(hi, h_hi)
         return -lo, hi
-
-    def add_harmonic(self, y, mel, start_frame: int = 0, phase=None):
-        """``y`` plus the oscillator bank's output for ``mel`` (``y`` itself without a bank)."""
-        if self.harmonic is None:
-            return y
-        y = y + self.harmonic(mel, start_frame, phase)
-        return y if self.training else y.clamp(-1.0, 1.0)

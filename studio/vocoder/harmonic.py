@@ -1,4 +1,4 @@
-"""An oscillator bank beside the MelGAN generator (not in the paper): the phase that a mel does not carry.
+"""An oscillator bank beside the MelGAN generator (not in the paper; ``Vocoder.harmonic``): the phase that a mel does not carry.
 
 Why: the generator is a stack of convolutions whose upsampling strides multiply to the hop, so wherever its input
 mel is steady (a held note) its output repeats every hop: a comb at multiples of sr / hop (86.1 Hz here) instead of
@@ -28,7 +28,7 @@ from torch import nn
 
 from ..audio import AudioConfig
 from ..errors import ConfigMismatch
-from ..nn import residual_stack
+from ..nn import input_span, residual_stack
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,19 @@ class HarmonicBank(nn.Module):
     def size(self) -> int:
         return len(self.omega)
 
+    def context_frames(self) -> tuple[int, int]:
+        """Mel frames ``(left, right)`` that the samples of one frame depend on: the net's, +-1 for interpolation."""
+        lo, hi = input_span(self.net, -1, 1)
+        return -lo, hi
+
+    def add_to(self, y: torch.Tensor, mel: torch.Tensor, start_frame: int = 0, phase: torch.Tensor | None = None,
+               keep_from: int = 0) -> torch.Tensor:
+        """``y`` (a generator's audio of frames ``keep_from ...`` of ``mel``) plus the bank's; clamped to [-1, 1]
+        outside training (the sum of two bounded outputs is not)."""
+        a = keep_from * self.audio.hop_length
+        y = y + self(mel, start_frame, phase)[..., a: a + y.shape[-1]]  # float32 (a bf16 ``y`` is promoted)
+        return y if self.training else y.clamp(-1.0, 1.0)
+
     def amplitudes(self, mel: torch.Tensor) -> torch.Tensor:
         """Linear amplitudes ``[B, K, frames]`` in (0, 1), one per oscillator and frame (at the frame centre).
         A sigmoid: like ``exp`` for quiet oscillators, bounded without a clamp's dead gradient for loud ones."""
@@ -120,3 +133,12 @@ class HarmonicBank(nn.Module):
         y = blocks(a0) * (1 - self.ramp) + blocks(a1) * self.ramp
         off = hop - hop // 2  # sample 0 sits half a hop into block 0
         return y.reshape(B, 1, -1)[..., off: off + N * hop]
+
+
+def summed_context(generator, bank: HarmonicBank | None) -> tuple[int, int]:
+    """Context frames ``(left, right)`` of ``generator``'s output summed with ``bank``'s (None: no bank)."""
+    lo, hi = generator.context_frames()
+    if bank is None:
+        return lo, hi
+    b_lo, b_hi = bank.context_frames()
+    return max(lo, b_lo), max(hi, b_hi)

@@ -18,30 +18,29 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import torch
-from torch import nn
 
 from ..errors import ConfigMismatch
 from ..nn import chunked, window
 
 
-def _generator_of(model) -> nn.Module:
-    """The generator behind a Vocoder, a FastVocoder or a generator: anything with ``context_frames()`` and
-    ``chunk()`` (``studio.nn``'s chunk step)."""
-    g = getattr(model, "generator", model)
-    if not hasattr(g, "chunk") or not hasattr(g, "config"):
+def _audio_of(model):
+    """The ``AudioConfig`` of a Vocoder, a FastVocoder or a generator (whose ``config`` holds it as ``audio``);
+    the model must have ``context_frames()`` and ``chunk()`` (``studio.nn``'s chunk step)."""
+    if not hasattr(model, "chunk") or not hasattr(model, "context_frames") or not hasattr(model, "config"):
         raise TypeError(f"expected a Vocoder, FastVocoder or generator, got {type(model).__name__}")
-    return g
+    return getattr(model.config, "audio", model.config)
 
 
 def context_frames(model) -> tuple[int, int]:
     """Mel frames of context ``(left, right)`` that the output samples of one frame depend on."""
-    return _generator_of(model).context_frames()
+    _audio_of(model)
+    return model.context_frames()
 
 
 def algorithmic_latency_ms(model) -> float:
     """Right-context frames x hop / sample rate, in ms: the look-ahead streaming needs before a frame's audio."""
-    g = _generator_of(model)
-    return context_frames(g)[1] * g.config.audio.hop_length / g.config.audio.sample_rate * 1000.0
+    a = _audio_of(model)
+    return context_frames(model)[1] * a.hop_length / a.sample_rate * 1000.0
 
 
 def _as_batch(mel: torch.Tensor) -> torch.Tensor:
@@ -66,11 +65,9 @@ class StreamingVocoder:
         if chunk_frames < 1:
             raise ConfigMismatch(f"chunk_frames must be at least 1, got {chunk_frames}.")
         self.model = model
-        g = _generator_of(model)
-        self.hop = g.config.audio.hop_length
-        self.sample_rate = g.config.audio.sample_rate
-        self.n_mels = g.config.audio.n_mels
-        self.left, self.right = context if context is not None else context_frames(g)
+        a = _audio_of(model)
+        self.hop, self.sample_rate, self.n_mels = a.hop_length, a.sample_rate, a.n_mels
+        self.left, self.right = context if context is not None else context_frames(model)
         self.chunk_frames = chunk_frames
         self.reset()
 
@@ -160,10 +157,10 @@ def vocode_long(model, mel, chunk_frames: int = 1024, context: tuple[int, int] |
     """
     if chunk_frames < 1:
         raise ConfigMismatch(f"chunk_frames must be at least 1, got {chunk_frames}.")
-    g = _generator_of(model)
-    context = context if context is not None else context_frames(g)
+    context = context if context is not None else context_frames(model)
     with torch.inference_mode():
-        return chunked(model.chunk, _as_batch(mel), chunk_frames, context, g.config.audio.hop_length, out, start_frame)
+        return chunked(model.chunk, _as_batch(mel), chunk_frames, context, _audio_of(model).hop_length, out,
+                       start_frame)
 
 
 def chunks_of(mel: torch.Tensor, frames: int) -> Iterator[torch.Tensor]:

@@ -18,6 +18,7 @@ from ..metrics import MultiResolutionSTFTLoss, frame_locked, mel_l1_batch
 from ..train.loop import Task
 from .discriminator import DiscriminatorConfig, MultiScaleDiscriminator
 from .generator import Generator, GeneratorConfig
+from .harmonic import HarmonicBank, HarmonicConfig
 from .losses import discriminator_hinge, feature_matching, generator_hinge
 from .model import Vocoder
 from .spectral import SpectralConfig, SpectralGenerator, spectral_losses, stft_targets
@@ -35,6 +36,8 @@ class VocoderTrainConfig:
 
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    # Not in the paper: the oscillator bank beside the generator (``studio.vocoder.harmonic``; flag --harmonic)
+    harmonic: HarmonicConfig | None = None
     segment_length: int = 8192  # samples per training segment (paper: 8192)
     lr: float = 1e-4  # Adam learning rate (paper: 1e-4)
     betas: tuple[float, float] = (0.5, 0.9)  # Adam betas (paper: 0.5 0.9)
@@ -53,7 +56,7 @@ class VocoderTrainConfig:
     noise_db: tuple[float, float] | None = setting(
         None, "augmentation: white noise at a level in [LO, HI] dB re the segment's peak (a recording's noise "
               "floor), e.g. -80 -50", metavar=("LO", "HI"))
-    # Oscillator bank (``generator.harmonic``; not in the paper): the first ``harmonic_steps`` steps train the bank
+    # Oscillator bank (``harmonic``): the first ``harmonic_steps`` steps train the bank
     # alone on the auxiliary losses, at ``harmonic_lr`` (the generator's output would otherwise hide what the bank
     # adds: its comb already fills the spectral envelope, so in a sum the bank is only ever pushed down); after
     # them the bank is frozen and the generator learns around it.
@@ -70,6 +73,15 @@ class VocoderTrainConfig:
         ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048)),
         "FFT sizes of the MR-STFT loss (hop N/4, window N)", flag={"type": int, "nargs": "+", "metavar": "N_FFT"},
         parse=_fft_sizes)
+
+    @staticmethod
+    def upgrade(d: dict) -> dict:
+        """Older configs (checkpoints, --config files) held the bank inside the generator: ``generator.harmonic``."""
+        gen = d.get("generator")
+        if isinstance(gen, dict) and "harmonic" in gen:
+            gen = dict(gen)
+            d = {**d, "generator": gen, "harmonic": gen.pop("harmonic")}
+        return d
 
 
 def augment(x: torch.Tensor, cfg: VocoderTrainConfig) -> torch.Tensor:
@@ -116,18 +128,31 @@ def frozen(module: torch.nn.Module, on: bool = True):
 
 class VocoderValidation:
     """What both vocoder tasks share: log-mel L1 of held-out clips, TensorBoard samples, the exported model folder.
-    Needs ``nets["generator"]``, ``mel``, ``val``, ``audio``, ``device`` and ``_to(device)``."""
+    Needs ``nets["generator"]`` (and ``nets["harmonic"]`` where there is a bank), ``mel``, ``val``, ``audio``,
+    ``device`` and ``_to(device)``."""
+
+    # Checkpoints from before the bank sat beside the generator hold it inside: read them where it is now.
+    checkpoint_renames = {"model/generator/harmonic.": "model/harmonic/"}
+
+    def synthesize(self, mel: torch.Tensor, phase: torch.Tensor | None = None, nets: dict | None = None):
+        """The generator's audio for ``mel`` plus the bank's, where there is one: what ``Vocoder`` computes.
+        ``nets``: default the plain modules (``self.run`` for the training step's)."""
+        nets = self.nets if nets is None else nets
+        y = nets["generator"](mel)
+        if "harmonic" not in nets:
+            return y
+        y = y + nets["harmonic"](mel, phase=phase)  # (through DDP in a distributed step: not ``add_to``)
+        return y if self.nets["harmonic"].training else y.clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         if not self.val:
             return {}
         self._to(self.device)
-        G = self.nets["generator"]
         dists = []
         for clip in self.val:
             x = torch.from_numpy(clip["audio"]).to(self.device)[None, None]
-            dists.append(mel_l1_batch(x, G(self.mel(x)), self.mel).item())
+            dists.append(mel_l1_batch(x, self.synthesize(self.mel(x)), self.mel).item())
         return {"mel_l1": float(np.mean(dists))}
 
     @torch.no_grad()
@@ -136,11 +161,11 @@ class VocoderValidation:
         out = {}
         for i, clip in enumerate(self.val[:2]):
             x = torch.from_numpy(clip["audio"]).to(self.device)[None, None]
-            out[f"{clip['domain']}_{i}"] = (self.nets["generator"](self.mel(x))[0, 0].cpu().numpy(), self.audio.sample_rate)
+            out[f"{clip['domain']}_{i}"] = (self.synthesize(self.mel(x))[0, 0].cpu().numpy(), self.audio.sample_rate)
         return out
 
     def export(self, folder: Path) -> None:
-        Vocoder.from_generator(self.nets["generator"]).save_pretrained(folder)
+        Vocoder.from_generator(self.nets["generator"], self.nets.get("harmonic")).save_pretrained(folder)
 
 
 class VocoderTask(VocoderValidation, Task):
@@ -156,19 +181,17 @@ class VocoderTask(VocoderValidation, Task):
         if cfg.adversarial_from > 0 and cfg.lambda_stft <= 0 and cfg.lambda_mel <= 0 and cfg.lambda_sync <= 0:
             raise StudioError("--adversarial-from needs --lambda-stft, --lambda-mel or --lambda-sync above 0 (config: "
                               "adversarial_from, lambda_*): the generator needs a loss before the GAN losses start.")
-        if cfg.harmonic_steps > 0 and (cfg.generator.harmonic is None or (cfg.lambda_stft <= 0 and cfg.lambda_mel <= 0)):
-            raise StudioError("--harmonic-steps needs --harmonic (config: generator.harmonic) and --lambda-stft or "
+        if cfg.harmonic_steps > 0 and (cfg.harmonic is None or (cfg.lambda_stft <= 0 and cfg.lambda_mel <= 0)):
+            raise StudioError("--harmonic-steps needs --harmonic (config: harmonic) and --lambda-stft or "
                               "--lambda-mel above 0: the bank learns from the auxiliary losses.")
         self.cfg = cfg
         self.audio = cfg.generator.audio
         self.nets = {"generator": Generator(cfg.generator), "discriminator": MultiScaleDiscriminator(cfg.discriminator)}
+        groups = [{"params": list(self.nets["generator"].parameters())}]
+        if cfg.harmonic is not None:  # beside the generator, as in ``Vocoder``; one optimizer for both
+            self.nets["harmonic"] = HarmonicBank(self.audio, cfg.harmonic)
+            groups.append({"params": list(self.nets["harmonic"].parameters()), "lr": cfg.harmonic_lr, "name": "harmonic"})
         fused = True if fast else None  # one kernel for all parameters: measured 5x faster than the per-tensor loop
-        G = self.nets["generator"]
-        bank = list(G.harmonic.parameters()) if G.harmonic is not None else []
-        ids = {id(p) for p in bank}
-        groups = [{"params": [p for p in G.parameters() if id(p) not in ids]}]
-        if bank:
-            groups.append({"params": bank, "lr": cfg.harmonic_lr, "name": "harmonic"})
         self.opts = {
             "generator": torch.optim.Adam(groups, cfg.lr, betas=cfg.betas, fused=fused),
             "discriminator": torch.optim.Adam(self.nets["discriminator"].parameters(), cfg.lr, betas=cfg.betas,
@@ -187,7 +210,7 @@ class VocoderTask(VocoderValidation, Task):
     def train_step(self, batch: dict, step: int) -> dict[str, float]:
         cfg, dev = self.cfg, self.device
         self._to(dev)
-        G, D = self.run["generator"], self.run["discriminator"]
+        D = self.run["discriminator"]
         if step < cfg.harmonic_steps:
             return self._harmonic_step(batch["audio"].to(dev))
         x = augment(batch["audio"].to(dev), cfg)
@@ -197,7 +220,7 @@ class VocoderTask(VocoderValidation, Task):
         adversarial = step >= cfg.adversarial_from
         logs = {}
         with self.autocast():
-            y = G(mel, phase=self._random_phase(len(x)))
+            y = self.synthesize(mel, self._random_phase(len(x)), self.run)
         if adversarial:  # discriminator step, real and fake in one forward (one DDP forward per backward)
             with self.autocast():
                 feats = D(torch.cat([x, y.detach()]))
@@ -240,7 +263,7 @@ class VocoderTask(VocoderValidation, Task):
 
     def _random_phase(self, n: int) -> torch.Tensor | None:
         """Random oscillator phases ``[n, K]`` (a training segment has no absolute time), or None without a bank."""
-        bank = self.nets["generator"].harmonic
+        bank = self.nets.get("harmonic")
         if bank is None:
             return None
         return torch.rand(n, bank.size, dtype=torch.float64, device=self.device) * (2 * math.pi)
@@ -253,12 +276,12 @@ class VocoderTask(VocoderValidation, Task):
     def _harmonic_step(self, x: torch.Tensor) -> dict[str, float]:
         """Warm-up of the oscillator bank alone: its output against the segment's band, auxiliary losses only.
         The target is never noised (``noise_db`` is for the generator); ``harmonic_noise_db`` noises the input."""
-        if self.run["generator"] is not self.nets["generator"]:
+        if self.run["harmonic"] is not self.nets["harmonic"]:
             raise RuntimeError("the oscillator-bank warm-up (harmonic_steps) runs in one process: run those steps "
                                "without torchrun, then resume with it.")
         cfg = self.cfg
         self._set_harmonic_lr(cfg.harmonic_lr)
-        bank = self.nets["generator"].harmonic
+        bank = self.nets["harmonic"]
         x = augment(x, replace(cfg, noise_db=None))
         with torch.no_grad():
             mel = self.mel(x if cfg.harmonic_noise_db is None else x + colored_noise(x, cfg.harmonic_noise_db))
