@@ -1,4 +1,5 @@
-"""An oscillator bank beside the MelGAN generator (not in the paper; ``Vocoder.harmonic``): the phase that a mel does not carry.
+"""An oscillator bank beside the MelGAN generator (``Vocoder.harmonic``; not in the paper): the phase that a mel
+does not carry.
 
 Why: the generator is a stack of convolutions whose upsampling strides multiply to the hop, so wherever its input
 mel is steady (a held note) its output repeats every hop: a comb at multiples of sr / hop (86.1 Hz here) instead of
@@ -91,11 +92,13 @@ class HarmonicBank(nn.Module):
         return -lo, hi
 
     def add_to(self, y: torch.Tensor, mel: torch.Tensor, start_frame: int = 0, phase: torch.Tensor | None = None,
-               keep_from: int = 0) -> torch.Tensor:
+               keep_from: int = 0, run: nn.Module | None = None) -> torch.Tensor:
         """``y`` (a generator's audio of frames ``keep_from ...`` of ``mel``) plus the bank's; clamped to [-1, 1]
-        outside training (the sum of two bounded outputs is not)."""
+        outside training (the sum of two bounded outputs is not). ``run``: the module to call for the bank's output
+        (its DDP wrapper in a distributed training step; default the bank itself)."""
         a = keep_from * self.audio.hop_length
-        y = y + self(mel, start_frame, phase)[..., a: a + y.shape[-1]]  # float32 (a bf16 ``y`` is promoted)
+        h = (run or self)(mel, start_frame, phase)
+        y = y + h[..., a: a + y.shape[-1]]  # float32 (a bf16 ``y`` is promoted)
         return y if self.training else y.clamp(-1.0, 1.0)
 
     def amplitudes(self, mel: torch.Tensor) -> torch.Tensor:

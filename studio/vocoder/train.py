@@ -139,10 +139,7 @@ class VocoderValidation:
         ``nets``: default the plain modules (``self.run`` for the training step's)."""
         nets = self.nets if nets is None else nets
         y = nets["generator"](mel)
-        if "harmonic" not in nets:
-            return y
-        y = y + nets["harmonic"](mel, phase=phase)  # (through DDP in a distributed step: not ``add_to``)
-        return y if self.nets["harmonic"].training else y.clamp(-1.0, 1.0)
+        return y if "harmonic" not in nets else self.nets["harmonic"].add_to(y, mel, phase=phase, run=nets["harmonic"])
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -190,7 +187,8 @@ class VocoderTask(VocoderValidation, Task):
         groups = [{"params": list(self.nets["generator"].parameters())}]
         if cfg.harmonic is not None:  # beside the generator, as in ``Vocoder``; one optimizer for both
             self.nets["harmonic"] = HarmonicBank(self.audio, cfg.harmonic)
-            groups.append({"params": list(self.nets["harmonic"].parameters()), "lr": cfg.harmonic_lr, "name": "harmonic"})
+            groups.append({"params": list(self.nets["harmonic"].parameters()), "lr": cfg.harmonic_lr,
+                           "name": "harmonic"})
         fused = True if fast else None  # one kernel for all parameters: measured 5x faster than the per-tensor loop
         self.opts = {
             "generator": torch.optim.Adam(groups, cfg.lr, betas=cfg.betas, fused=fused),
