@@ -6,6 +6,13 @@ from the prior; ``Generator`` is its old name, kept as an alias: not ``studio.vo
 inside ``Vocoder``).
 """
 
+import os
+
+# librosa's JIT (numba) compiles for the host CPU by default, and some numba/LLVM releases emit code that crashes on
+# some CPUs (seen: numba 0.67 on AMD Zen 5, 0.68.1 on another machine, a segfault in chroma_cqt). Generic x86-64 code
+# runs everywhere and these kernels are small; set NUMBA_CPU_NAME yourself to choose otherwise.
+os.environ.setdefault("NUMBA_CPU_NAME", "generic")
+
 from .audio import AudioConfig, MelSpectrogram, load_audio, save_audio
 from .errors import ConfigMismatch, DatasetError, ModelNotFound, StudioError, UnsupportedAudio
 

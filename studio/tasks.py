@@ -266,7 +266,8 @@ def _translator_dataset(cfg, args, ctx):
 def _load_translator(task, name):
     from .translation.pipeline import load_translator_model
 
-    load_state(task.nets["model"], load_translator_model(name)[0].state_dict(), name)
+    net = task.nets["model"]
+    load_state(net, net.widen_state(load_translator_model(name)[0].state_dict()), name)  # --source-mel may widen it
 
 
 def _prior_context(args, planning: bool) -> dict:

@@ -14,6 +14,7 @@ SHARED = ROOT.parent / "shared" / "audio"
 ARTIFACTS = ROOT / "test-artifacts"
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("NUMBA_CPU_NAME", "generic")  # as ``studio`` sets it, for tests that import librosa first
 
 
 def pytest_configure(config):

@@ -185,3 +185,35 @@ def test_translate_cli_register_flag(trained_notes_translator, piano_clip, tmp_p
     bad = run_cli("translate", piano_clip, "--to", "violin", "--register", "up", "--model", export,
                   "-o", tmp_path / "bad.wav", check=False)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and not (tmp_path / "bad.wav").exists()
+
+
+def test_source_mel_widens_a_trained_translator_and_learns_from_the_source(trained_notes_translator, rendered):
+    """``source_mel``: the source's relative log-mel goes in beside the notes. Widened from a trained translator it
+    starts out playing exactly what that one played (the new inputs start at zero), and training moves those inputs:
+    the parallel target's articulation is in the source's mel."""
+    export, _, _ = trained_notes_translator
+    narrow = Translator.from_pretrained(export, vocoder=Vocoder.from_pretrained())
+    seed_everything(0)
+    cfg = TranslatorTrainConfig(model=replace(narrow.model.config, source_mel=True), segment_length=16384, lr=3e-3)
+    task = TranslatorTask(cfg, val_root=rendered, val_clips=2, val_seconds=2.0)
+    wide = task.nets["model"]
+    wide.load_state_dict(wide.widen_state(narrow.model.state_dict()))
+    assert wide.inputs == narrow.model.inputs + CFG.n_mels
+    e = next(e for e in read_manifest(rendered, "train") if e.domain == "piano")
+    x, sr = load_audio(rendered / e.path, CFG.sample_rate)
+    mel = MelSpectrogram(CFG)(torch.from_numpy(x)[None])
+    notes = Transcriber()(x, sr)
+    same = Translator(wide, narrow.vocoder)
+    w = narrow.domain_weights("violin")
+    a = narrow.translate_notes(narrow.note_features(notes, mel, "violin"), w)
+    b = same.translate_notes(same.note_features(notes, mel, "violin"), w)
+    assert torch.allclose(a, b, atol=1e-5)
+    before = task.validate()["mel_l1"]
+    data = SegmentDataset(rendered, CFG, cfg.segment_length, "train", domains=list(TINY_NOTES.domains),
+                          parallel=True, notes=True)
+    Trainer(task, data, LoopConfig(max_steps=60, batch_size=8, val_every=0, ckpt_every=0),
+            rendered.parent / "wide-run", log=lambda *a: None).fit()
+    after = task.validate()["mel_l1"]
+    source_weights = wide.encoder.inp.weight[:, narrow.model.inputs:]
+    print(f"widened val {before:.3f} -> {after:.3f}; source-mel weights |w| max {source_weights.abs().max():.4f}")
+    assert after < before and source_weights.abs().max() > 1e-3

@@ -3,7 +3,10 @@
 ``notes`` (the default): the source's notes, transcribed (basic-pitch; exact score notes in training), as a piano
 roll, with the source's loudness contour, into ONE decoder conditioned on the target instrument, trained on parallel
 renders (the same score on every instrument) to produce the target's mel. The notes are kept by construction: the
-decoder never sees the source's timbre, only what is played and how loud.
+decoder never sees the source's timbre, only what is played and how loud. With ``source_mel`` the source's own
+log-mel (its level made relative) goes in beside them: the onsets, vibrato and pitch detail that a transcription
+smooths away. Parallel training (the target is always another instrument) teaches it to take the articulation from
+there, not the timbre.
 
 ``universal`` (after Mor et al. 2019): one encoder shared by all domains; a domain-confusion classifier on its latent, trained adversarially through
 gradient reversal so that the latent carries the notes rather than the instrument; and ONE decoder conditioned on a
@@ -33,11 +36,23 @@ MODES = ("notes", "universal")
 NOTE_FEATURES = 2 * PITCHES + 1  # piano roll (sounding, onsets) + loudness
 
 
+def _frame_level(mel: torch.Tensor) -> torch.Tensor:
+    """Log-mel ``[B, n_mels, T]`` -> each frame's energy ``[B, 1, T]`` (log10)."""
+    return torch.logsumexp(mel * math.log(10), dim=1, keepdim=True) / math.log(10)
+
+
 def loudness(mel: torch.Tensor, range_log10: float = 3.0) -> torch.Tensor:
     """Log-mel ``[B, n_mels, T]`` -> ``[B, 1, T]`` in [0, 1]: frame energy relative to the loudest frame of the input
     (1 = loudest, 0 = 60 dB below or less). Relative, so a recording's gain does not matter."""
-    level = torch.logsumexp(mel * math.log(10), dim=1, keepdim=True) / math.log(10)
+    level = _frame_level(mel)
     return ((level - level.amax(dim=-1, keepdim=True)) / range_log10 + 1).clamp(0, 1)
+
+
+def relative_mel(mel: torch.Tensor, range_log10: float = 5.0) -> torch.Tensor:
+    """Log-mel ``[B, n_mels, T]`` -> the same relative to the input's loudest frame, scaled to about [-1, 1] (1 = that
+    frame's level, -1 = 100 dB below it or less): gain-free, as ``loudness``."""
+    peak = _frame_level(mel).amax(dim=-1, keepdim=True)
+    return ((mel - peak) / range_log10 * 2 + 1).clamp(min=-1)
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,8 @@ class TranslatorConfig:
     mode: Literal["notes", "universal"] = "notes"  # notes: transcribed notes in; universal: Mor et al.'s encoder
     # notes mode: each domain's sampled range (lowest, highest MIDI), in ``domains`` order, for octave folding
     ranges: tuple[tuple[int, int], ...] = ()
+    # notes mode: the source's relative log-mel (``relative_mel``) goes in too, for articulation and pitch detail
+    source_mel: bool = False
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -104,10 +121,17 @@ class TranslatorModel(nn.Module):
         super().__init__()
         c = config
         self.config = c
-        inputs = NOTE_FEATURES if c.mode == "notes" else c.audio.n_mels
-        self.encoder = MelEncoder(inputs, c.channels, c.latent, c.down, c.dilations, c.dropout)
+        self.encoder = MelEncoder(self.inputs, c.channels, c.latent, c.down, c.dilations, c.dropout)
         self.decoder = MelDecoder(c.audio.n_mels, c.channels, c.latent, c.down, c.dilations, c.domain_dim)
         self.domain_embedding = nn.Embedding(len(c.domains), c.domain_dim)
+
+    @property
+    def inputs(self) -> int:
+        """Channels of what ``encode`` reads: note features (+ the source's mel), or a mel."""
+        c = self.config
+        if c.mode == "notes":
+            return NOTE_FEATURES + (c.audio.n_mels if c.source_mel else 0)
+        return c.audio.n_mels
 
     def context_frames(self) -> tuple[int, int]:
         """Input frames ``(left, right)`` that the output frames of one latent step read before the first and after
@@ -116,10 +140,21 @@ class TranslatorModel(nn.Module):
         lo, hi = input_span([self.encoder, self.decoder], 0, d - 1)  # the output frames of latent frame 0
         return -(lo // d) * d, -(-(hi - d + 1) // d) * d
 
-    @staticmethod
-    def note_features(roll: torch.Tensor, loud: torch.Tensor) -> torch.Tensor:
-        """Roll ``[B, 2, 88, T]`` (``studio.notes.piano_roll``) + loudness ``[B, 1, T]`` -> ``[B, NOTE_FEATURES, T]``."""
-        return torch.cat([roll.flatten(1, 2), loud], dim=1)
+    def note_features(self, roll: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """Roll ``[B, 2, 88, T]`` (``studio.notes.piano_roll``) + the source's log-mel ``[B, n_mels, T]`` -> the
+        encoder's input ``[B, inputs, T]``: the roll, the source's loudness, and with ``source_mel`` its relative mel."""
+        parts = [roll.flatten(1, 2), loudness(source)] + ([relative_mel(source)] if self.config.source_mel else [])
+        return torch.cat(parts, dim=1)
+
+    def widen_state(self, state: dict) -> dict:
+        """A state of the same model without ``source_mel`` -> one for this model: the source-mel inputs' weights
+        start at zero, so the widened model starts out playing exactly what the narrower one did."""
+        k = "encoder.inp.weight"
+        w = self.state_dict()[k]
+        if k in state and state[k].shape[1] < w.shape[1] and state[k].shape[0] == w.shape[0]:
+            extra = w.new_zeros(w.shape[0], w.shape[1] - state[k].shape[1], w.shape[2])
+            state = {**state, k: torch.cat([state[k].to(w.dtype), extra], dim=1)}
+        return state
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``universal``: a log-mel; ``notes``: note features."""

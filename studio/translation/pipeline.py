@@ -141,9 +141,8 @@ class Translator:
         return self._transcribed[key]
 
     def note_features(self, notes: np.ndarray, mel: torch.Tensor, target: str, register: str = "fold") -> torch.Tensor:
-        """Notes + the source's log-mel ``[1, n_mels, T]`` -> the decoder's input ``[1, NOTE_FEATURES, T]``."""
+        """Notes + the source's log-mel ``[1, n_mels, T]`` -> the decoder's input ``[1, model.inputs, T]``."""
         from ..notes import fold, match_velocities, piano_roll
-        from .model import loudness
 
         check_register(register)
         r = self.range_of(target)
@@ -151,11 +150,11 @@ class Translator:
         if register == "fold" and r is not None and len(notes):
             notes = fold(notes, *r)
         roll = torch.from_numpy(piano_roll(notes, mel.shape[-1], self.config)).to(mel.device)
-        return self.model.note_features(roll[None], loudness(mel))
+        return self.model.note_features(roll[None], mel)
 
     @torch.inference_mode()
     def translate_notes(self, features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Note features ``[1, NOTE_FEATURES, T]`` -> target log-mel ``[1, n_mels, T]``, in seamless chunks."""
+        """Note features ``[1, model.inputs, T]`` -> target log-mel ``[1, n_mels, T]``, in seamless chunks."""
         w = weights.to(features.device)
         step = stateless(lambda f, start_frame: self.model(f, w.expand(f.shape[0], -1))[1])
         return chunked(step, features, CHUNK_FRAMES, self.model.context_frames())

@@ -26,7 +26,7 @@ from ..data import fixed_clips, note_clips
 from ..latent import crop_to_multiple
 from ..train.loop import Task
 from .augment import random_local_pitch_shift
-from .model import DomainClassifier, GradientReversal, TranslatorConfig, TranslatorModel, loudness
+from .model import DomainClassifier, GradientReversal, TranslatorConfig, TranslatorModel
 
 
 @dataclass
@@ -126,7 +126,7 @@ class TranslatorTask(Task):
         self.mel.to(dev)
         with torch.no_grad():
             source, target = self.mel(batch["audio"].to(dev)), self.mel(batch["target_audio"].to(dev))
-            feats = TranslatorModel.note_features(batch["roll"].to(dev), loudness(source))
+            feats = self.nets["model"].note_features(batch["roll"].to(dev), source)
         with self.autocast():
             _, pred = model(feats, batch["target_domain"].to(dev))
         loss_rec = level_free_l1(pred.float(), target)
@@ -146,8 +146,7 @@ class TranslatorTask(Task):
             for clip in self.val:
                 source = self.mel(torch.from_numpy(clip["source"]).to(self.device)[None])
                 target = self.mel(torch.from_numpy(clip["target"]).to(self.device)[None])
-                feats = TranslatorModel.note_features(torch.from_numpy(clip["roll"]).to(self.device)[None],
-                                                      loudness(source))
+                feats = m.note_features(torch.from_numpy(clip["roll"]).to(self.device)[None], source)
                 d = torch.tensor([m.config.domains.index(clip["target_domain"])], device=self.device)
                 errs.append(level_free_l1(m(feats, d)[1], target).item())
             return {"mel_l1": float(np.mean(errs))}
