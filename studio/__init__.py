@@ -8,9 +8,9 @@ inside ``Vocoder``).
 
 import os
 
-# librosa's JIT (numba) compiles for the host CPU by default, and some numba/LLVM releases emit code that crashes on
-# some CPUs (seen: numba 0.67 on AMD Zen 5, 0.68.1 on another machine, a segfault in chroma_cqt). Generic x86-64 code
-# runs everywhere and these kernels are small; set NUMBA_CPU_NAME yourself to choose otherwise.
+# librosa's JIT (numba): generic x86-64 code, not the host's. Segfaults in chroma_cqt (numba 0.67 on Zen 5, 0.68.1
+# elsewhere) stopped with it; one was later traced to numba's disk cache filled by two processes at once (guarded in
+# studio.metrics), which a new CPU name sidesteps by starting a fresh cache. Kept: the kernels are small and it is safe.
 os.environ.setdefault("NUMBA_CPU_NAME", "generic")
 
 from .audio import AudioConfig, MelSpectrogram, load_audio, save_audio

@@ -7,6 +7,10 @@ cutting both to the common length.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,6 +26,32 @@ def mel_transform(config: AudioConfig) -> MelSpectrogram:
     if config not in _mels:
         _mels[config] = MelSpectrogram(config)
     return _mels[config]
+
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock (and no shared multi-process evaluation there so far)
+    fcntl = None
+
+_jit_ready: set[str] = set()
+
+
+@contextlib.contextmanager
+def _librosa_jit(name: str):
+    """librosa compiles its kernels with numba on first use and caches them on disk, and numba fills that cache
+    unsafely when two processes compile at once (numba#10128: mismatched cache files, then a segfault in every later
+    process, seen here with parallel evaluations). A process's first call of each metric holds a machine-wide lock;
+    later calls run the already compiled code."""
+    if name in _jit_ready or fcntl is None:
+        yield
+        return
+    with open(os.path.join(tempfile.gettempdir(), "melgan-studio-numba.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+            _jit_ready.add(name)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _as_tensor(x) -> torch.Tensor:
@@ -124,7 +154,8 @@ def pitch_accuracy(ref, est, sample_rate: int, tolerance_cents: float = 50.0) ->
 
     ref, est = align(ref, est)
     kw = dict(fmin=librosa.note_to_hz("C2"), fmax=librosa.note_to_hz("C7"), sr=sample_rate)
-    f_ref, v_ref, _ = librosa.pyin(ref.numpy(), **kw)
+    with _librosa_jit("pyin"):
+        f_ref, v_ref, _ = librosa.pyin(ref.numpy(), **kw)
     f_est, v_est, _ = librosa.pyin(est.numpy(), **kw)
     voiced = v_ref & np.isfinite(f_ref)
     if not voiced.any():
@@ -146,9 +177,10 @@ def chroma_agreement(ref, est, sample_rate: int, hop: int = 512, max_lag: int = 
 
     ref = _as_tensor(ref).double().numpy()
     est = _as_tensor(est).double().numpy()
-    ca = librosa.feature.chroma_cqt(y=ref, sr=sample_rate, hop_length=hop).T  # [frames, 12]
+    with _librosa_jit("chroma"):
+        ca = librosa.feature.chroma_cqt(y=ref, sr=sample_rate, hop_length=hop).T  # [frames, 12]
+        rms = librosa.feature.rms(y=ref, hop_length=hop)[0]
     cb = librosa.feature.chroma_cqt(y=est, sr=sample_rate, hop_length=hop).T
-    rms = librosa.feature.rms(y=ref, hop_length=hop)[0]
     n = min(len(ca), len(rms))
     if n == 0 or rms[:n].max() <= 0:
         return float("nan")

@@ -217,3 +217,24 @@ def test_source_mel_widens_a_trained_translator_and_learns_from_the_source(train
     source_weights = wide.encoder.inp.weight[:, narrow.model.inputs:]
     print(f"widened val {before:.3f} -> {after:.3f}; source-mel weights |w| max {source_weights.abs().max():.4f}")
     assert after < before and source_weights.abs().max() > 1e-3
+
+
+def test_flux_loss_brings_attacks_and_releases_closer_to_the_target(trained_notes_translator, rendered):
+    """``flux``: an L1 on the log-mel's frame-to-frame changes. From the same trained start and the same batches
+    (the loop seeds itself), training with it brings the validation attacks and releases (``mel_flux``) closer to
+    the real target's than training on the level-free L1 alone (measured: 0.0818 -> 0.0814 without, 0.0802 with)."""
+    export, _, _ = trained_notes_translator
+    start = Translator.from_pretrained(export, vocoder=Vocoder.from_pretrained()).model.state_dict()
+    data = SegmentDataset(rendered, CFG, 16384, "train", domains=list(TINY_NOTES.domains), parallel=True, notes=True)
+    flux = {}
+    for weight in (0.0, 10.0):
+        seed_everything(0)
+        cfg = TranslatorTrainConfig(model=TINY_NOTES, segment_length=16384, lr=3e-3, flux=weight)
+        task = TranslatorTask(cfg, val_root=rendered, val_clips=2, val_seconds=2.0)
+        task.nets["model"].load_state_dict(start)
+        before = task.validate()["mel_flux"]
+        Trainer(task, data, LoopConfig(max_steps=60, batch_size=8, val_every=0, ckpt_every=0),
+                rendered.parent / f"flux-run-{weight}", log=lambda *a: None).fit()
+        flux[weight] = task.validate()["mel_flux"]
+    print(f"val mel_flux from {before:.4f}: without the term {flux[0.0]:.4f}, with it {flux[10.0]:.4f}")
+    assert flux[10.0] < flux[0.0] and flux[10.0] < before
