@@ -138,11 +138,12 @@ class TranslatorTask(Task):
             feats = self.nets["model"].note_features(batch["roll"].to(dev), source)
         with self.autocast():
             _, pred = model(feats, batch["target_domain"].to(dev))
-        loss_rec = level_free_l1(pred.float(), target)
-        loss = loss_rec + LEVEL_WEIGHT * F.l1_loss(pred.float(), target)
+        pred = pred.float()
+        loss_rec = level_free_l1(pred, target)
+        loss = loss_rec + LEVEL_WEIGHT * F.l1_loss(pred, target)
         logs = {"loss_rec": loss_rec.item()}
         if self.cfg.flux > 0:
-            loss_flux = flux_l1(pred.float(), target)
+            loss_flux = flux_l1(pred, target)
             loss = loss + self.cfg.flux * loss_flux
             logs["loss_flux"] = loss_flux.item()
         self.opts["model"].zero_grad(set_to_none=True)
