@@ -110,7 +110,7 @@ class SegmentDataset(Dataset):
     (parallel renders of one score are sample-aligned); the item itself when the piece has no other domain.
     ``notes``: also ``"roll"`` ``[2, 88, segment // hop]`` (``studio.notes.piano_roll``), the notes the target plays in
     the window (folded into its range as its render folded them; ``augment_notes``: jittered as a transcription would
-    be, ``studio.notes.augment``). Needs the dataset's ``notes/`` folder (``data_recipes.real``). ``transcribed``: the
+    be, ``studio.notes.augment``, leaving out a share ``note_drop``). Needs the dataset's ``notes/`` folder (``data_recipes.real``). ``transcribed``: the
     fraction of items whose roll is instead basic-pitch's transcription of the *source* window (folded into the
     target's range), exactly what the translator reads at inference (``data_recipes.transcribe`` writes them; files
     it has not transcribed keep the exact notes).
@@ -118,7 +118,7 @@ class SegmentDataset(Dataset):
 
     def __init__(self, root, config: AudioConfig, segment_length: int, split: str = "train",
                  domains: list[str] | None = None, seed: int = 0, min_rms: float = 1e-3, parallel: bool = False,
-                 notes: bool = False, augment_notes: bool = True, transcribed: float = 0.0):
+                 notes: bool = False, augment_notes: bool = True, transcribed: float = 0.0, note_drop: float = 0.05):
         self.root = Path(root)
         self.entries = read_manifest(root, split, domains)
         self.config = config
@@ -134,6 +134,7 @@ class SegmentDataset(Dataset):
             if e.piece:
                 self.by_piece.setdefault(e.piece, []).append(e)
         self.notes, self.augment_notes, self.transcribed = notes, augment_notes, transcribed if notes else 0.0
+        self.note_drop = note_drop
         self.ranges = read_ranges(root) if notes else {}
         if notes:
             missing = sorted({e.piece for e in self.entries if not notes_path(root, e.piece).is_file()})
@@ -177,7 +178,7 @@ class SegmentDataset(Dataset):
             else:
                 played = self.window_notes(t.piece, t.domain, at, seconds)
                 if self.augment_notes:
-                    played = augment(played, rng)
+                    played = augment(played, rng, drop=self.note_drop)
             item["roll"] = torch.from_numpy(piano_roll(played, self.segment_length // self.config.hop_length, self.config))
         return item
 

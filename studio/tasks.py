@@ -260,7 +260,7 @@ def _translator_dataset(cfg, args, ctx):
     notes = cfg.model.mode == "notes"
     return _segments(args, cfg.model.audio, cfg.segment_length, domains=list(cfg.model.domains),
                      parallel=notes or cfg.parallel > 0, notes=notes, augment_notes=cfg.augment_notes,
-                     transcribed=cfg.transcribed)
+                     transcribed=cfg.transcribed, note_drop=cfg.note_drop)
 
 
 def _load_translator(task, name):

@@ -75,6 +75,15 @@ def test_parallel_items_carry_the_targets_roll(rendered):
         SegmentDataset(bare, CFG, 16384, "train", notes=True)
 
 
+def test_note_drop_leaves_notes_out_of_the_roll(rendered):
+    def onsets(drop):
+        ds = SegmentDataset(rendered, CFG, 16384, "train", parallel=True, notes=True, note_drop=drop)
+        return sum(int((ds[i]["roll"][1] > 0).sum()) for i in range(12))
+
+    kept, dropped = onsets(0.0), onsets(0.6)
+    assert kept > 20 and dropped < 0.6 * kept  # the same windows (seeded by index), fewer notes
+
+
 def test_transcribe_recipe_writes_what_basic_pitch_hears_and_training_reads_it(rendered, tmp_path):
     import shutil
     import subprocess

@@ -48,6 +48,10 @@ class TranslatorTrainConfig:
     # notes mode: weight of an L1 between the frame-to-frame changes of the predicted and the target log-mel. Plain
     # L1 on an uncertain onset pays least for a smeared one; this term pays for each attack and release missed
     flux: float = 0.0
+    # notes mode (with augment_notes): share of the exact notes left out of each roll. basic-pitch's onset F1 is
+    # about 0.66 even on clean renders (studio.notes.Transcriber); a decoder that never saw a missing note plays only what the roll
+    # holds, one that did learns to take the missing ones from the source's mel (--source-mel)
+    note_drop: float = 0.05
 
 
 # The renders' levels are drawn per file (data_recipes.real), so a target's absolute level cannot be predicted from
