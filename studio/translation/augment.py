@@ -48,3 +48,37 @@ def random_local_pitch_shift(mel: torch.Tensor, config: AudioConfig, generator: 
             st = float(torch.empty(1).uniform_(-max_semitones, max_semitones, generator=g).item())
             out[b, :, start: start + length] = pitch_shift_mel(out[b, :, start: start + length], config, st)
     return out
+
+
+def room_and_recording(mel: torch.Tensor, config: AudioConfig, generator: torch.Generator | None = None,
+                       p: float = 0.5) -> torch.Tensor:
+    """A clean render's log-mel ``[B, n_mels, T]`` made to sound recorded, each item with its own draw: a room's
+    exponential tail (RT60 0.3-2.5 s, wet share 0.2-1), a stationary noise floor 35-70 dB below the clip's peak, and
+    a low-pass (at 4.7 kHz or above) as old or lossy recordings have; each part applies with probability ``p``.
+
+    Why: the translator reads the source's mel, and real recordings (e.g. ../shared/audio/music) carry a room, hiss
+    and a band limit that parallel renders never do; a decoder trained only on clean sources holds the room's ringing
+    as notes. Done on magnitudes (10 ** log-mel): the tail is a causal convolution along time per mel band."""
+    g = generator
+    B, M, T = mel.shape
+    rand = lambda *s: torch.rand(*s, generator=g).to(mel.device)
+    lin = 10.0 ** mel.float()
+    t = torch.arange(T, device=mel.device, dtype=torch.float32)
+    # room: h[k] = wet * (1 - a) * a^k for k >= 1 (magnitude decays 60 dB over rt60, i.e. by 10^-3)
+    rt60 = 0.3 + 2.2 * rand(B, 1)
+    a = 10.0 ** (-3.0 / (rt60 * config.frame_rate))
+    wet = (0.2 + 0.8 * rand(B, 1)) * (rand(B, 1) < p)
+    h = wet * (1 - a) * a ** (t[None] - 1).clamp(min=0) * (t[None] >= 1)  # [B, T]
+    n = 2 * T
+    tail = torch.fft.irfft(torch.fft.rfft(lin, n) * torch.fft.rfft(h, n)[:, None], n)[..., :T]
+    lin = lin + tail.clamp(min=0)
+    # noise floor: a tilted stationary spectrum relative to the peak frame's mean magnitude, slowly wobbling
+    peak = lin.mean(1).amax(-1)[:, None, None]
+    db = -(35 + 35 * rand(B, 1, 1)) + (rand(B, 1, 1) - 0.5) * 20 * torch.linspace(-1, 1, M, device=mel.device)[None, :, None]
+    wobble = 1 + 0.3 * (rand(B, M, T) - 0.5)
+    lin = lin + peak * 10 ** (db / 20) * wobble * (rand(B, 1, 1) < p)
+    # band limit: bands above a cut at the floor (the recording holds nothing there)
+    fmel = torch.linspace(0, 1, M, device=mel.device)[None, :, None]
+    cut = 0.75 + 0.25 * rand(B, 1, 1)  # share of the mel axis kept (0.75 of 80 bands at 22.05 kHz: 4.7 kHz)
+    lin = torch.where((fmel > cut) & (rand(B, 1, 1) < p), torch.zeros_like(lin), lin)
+    return torch.log10(lin.clamp(min=config.log_floor)).to(mel.dtype)

@@ -25,7 +25,7 @@ from ..config import to_dict
 from ..data import fixed_clips, note_clips
 from ..latent import crop_to_multiple
 from ..train.loop import Task
-from .augment import random_local_pitch_shift
+from .augment import random_local_pitch_shift, room_and_recording
 from .model import DomainClassifier, GradientReversal, TranslatorConfig, TranslatorModel
 
 
@@ -52,6 +52,9 @@ class TranslatorTrainConfig:
     # about 0.66 even on clean renders (studio.notes.Transcriber); a decoder that never saw a missing note plays only what the roll
     # holds, one that did learns to take the missing ones from the source's mel (--source-mel)
     note_drop: float = 0.05
+    # notes mode: probability of each part of a recorded sound (room tail, noise floor, band limit; see
+    # augment.room_and_recording) added to the *source's* mel; the target stays clean. 0 = clean renders only
+    recorded: float = 0.0
 
 
 # The renders' levels are drawn per file (data_recipes.real), so a target's absolute level cannot be predicted from
@@ -139,6 +142,8 @@ class TranslatorTask(Task):
         self.mel.to(dev)
         with torch.no_grad():
             source, target = self.mel(batch["audio"].to(dev)), self.mel(batch["target_audio"].to(dev))
+            if self.cfg.recorded > 0:
+                source = room_and_recording(source, self.audio, p=self.cfg.recorded)
             feats = self.nets["model"].note_features(batch["roll"].to(dev), source)
         with self.autocast():
             _, pred = model(feats, batch["target_domain"].to(dev))
