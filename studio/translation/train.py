@@ -166,16 +166,21 @@ class TranslatorTask(Task):
             return {}
         if self.cfg.model.mode == "notes":
             self.mel.to(self.device)
-            m, errs, flux = self.nets["model"], [], []
+            m, errs, flux, rec = self.nets["model"], [], [], []
+            g = torch.Generator().manual_seed(0)  # the same rooms at every validation
             for clip in self.val:
                 source = self.mel(torch.from_numpy(clip["source"]).to(self.device)[None])
                 target = self.mel(torch.from_numpy(clip["target"]).to(self.device)[None])
-                feats = m.note_features(torch.from_numpy(clip["roll"]).to(self.device)[None], source)
+                roll = torch.from_numpy(clip["roll"]).to(self.device)[None]
                 d = torch.tensor([m.config.domains.index(clip["target_domain"])], device=self.device)
-                pred = m(feats, d)[1]
+                pred = m(m.note_features(roll, source), d)[1]
                 errs.append(level_free_l1(pred, target).item())
                 flux.append(flux_l1(pred, target).item())
-            return {"mel_l1": float(np.mean(errs)), "mel_flux": float(np.mean(flux))}
+                if self.cfg.recorded > 0:  # the same clips heard through a room, as the training sources are
+                    recorded = room_and_recording(source, self.audio, g, p=1.0)
+                    rec.append(level_free_l1(m(m.note_features(roll, recorded), d)[1], target).item())
+            out = {"mel_l1": float(np.mean(errs)), "mel_flux": float(np.mean(flux))}
+            return out | ({"mel_l1_recorded": float(np.mean(rec))} if rec else {})
         self.mel.to(self.device)
         m, clf = self.nets["model"], self.nets["classifier"]
         rec, correct = [], []
