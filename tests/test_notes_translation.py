@@ -277,7 +277,9 @@ def test_training_on_recorded_sources_hears_through_the_room(trained_notes_trans
     model_cfg = replace(narrow.config, source_mel=True)
     val = SegmentDataset(rendered, CFG, 16384, "valid", domains=list(TINY_NOTES.domains), parallel=True, notes=True,
                          augment_notes=False)
-    batch = {k: torch.stack([torch.as_tensor(val[i][k]) for i in range(8)]) for k in ("audio", "target_audio", "roll", "target_domain")}
+    items = [val[i] for i in range(8)]
+    batch = {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in ("audio", "target_audio", "roll",
+                                                                                   "target_domain")}
     mel = MelSpectrogram(CFG)
     source = room_and_recording(mel(batch["audio"]), CFG, torch.Generator().manual_seed(1), p=1.0)
     target = mel(batch["target_audio"])
@@ -292,7 +294,8 @@ def test_training_on_recorded_sources_hears_through_the_room(trained_notes_trans
                 rendered.parent / f"recorded-run-{recorded}", log=lambda *a: None).fit()
         with torch.no_grad():
             m.eval()
-            err[recorded] = level_free_l1(m(m.note_features(0 * batch["roll"], source), batch["target_domain"])[1], target).item()
+            pred = m(m.note_features(0 * batch["roll"], source), batch["target_domain"])[1]
+            err[recorded] = level_free_l1(pred, target).item()
     print(f"L1 to the target from recorded sources: trained clean {err[0.0]:.4f}, trained recorded {err[1.0]:.4f}")
     assert err[1.0] < err[0.0]
     val = task.validate()  # with ``recorded``, validation also scores the same clips heard through fixed rooms

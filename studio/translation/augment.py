@@ -74,7 +74,8 @@ def room_and_recording(mel: torch.Tensor, config: AudioConfig, generator: torch.
     lin = lin + tail.clamp(min=0)
     # noise floor: a tilted stationary spectrum relative to the peak frame's mean magnitude, slowly wobbling
     peak = lin.mean(1).amax(-1)[:, None, None]
-    db = -(35 + 35 * rand(B, 1, 1)) + (rand(B, 1, 1) - 0.5) * 20 * torch.linspace(-1, 1, M, device=mel.device)[None, :, None]
+    tilt = torch.linspace(-1, 1, M, device=mel.device)[None, :, None]
+    db = -(35 + 35 * rand(B, 1, 1)) + (rand(B, 1, 1) - 0.5) * 20 * tilt
     wobble = 1 + 0.3 * (rand(B, M, T) - 0.5)
     lin = lin + peak * 10 ** (db / 20) * wobble * (rand(B, 1, 1) < p)
     # band limit: bands above a cut at the floor (the recording holds nothing there)

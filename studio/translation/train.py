@@ -49,8 +49,8 @@ class TranslatorTrainConfig:
     # L1 on an uncertain onset pays least for a smeared one; this term pays for each attack and release missed
     flux: float = 0.0
     # notes mode (with augment_notes): share of the exact notes left out of each roll. basic-pitch's onset F1 is
-    # about 0.66 even on clean renders (studio.notes.Transcriber); a decoder that never saw a missing note plays only what the roll
-    # holds, one that did learns to take the missing ones from the source's mel (--source-mel)
+    # about 0.66 even on clean renders (studio.notes.Transcriber); a decoder that never saw a missing note plays
+    # only what the roll holds, one that did learns to take the missing ones from the source's mel (--source-mel)
     note_drop: float = 0.05
     # notes mode: probability of each part of a recorded sound (room tail, noise floor, band limit; see
     # augment.room_and_recording) added to the *source's* mel; the target stays clean. 0 = clean renders only
