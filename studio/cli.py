@@ -234,6 +234,8 @@ def cmd_eval_translate(a) -> int:
         raise StudioError("--paper needs --real: the paper's translations are compared with those source clips.")
     if not (a.data or a.real):
         raise StudioError("give --data (a rendered dataset) and/or --real (a folder of recordings).")
+    if a.room and not a.data:
+        raise StudioError("--room needs --data: it plays the held-out renders through a room (recordings have one).")
     for flag, folder in (("--data", a.data), ("--real", a.real), ("--paper", a.paper)):
         if folder and not Path(folder).is_dir():
             raise StudioError(f"{flag} {folder}: no such folder.")
@@ -245,7 +247,7 @@ def cmd_eval_translate(a) -> int:
             t.domain_weights(d)  # an unknown instrument: one line naming the available ones
         pairs = [(s, g) for s in sources for g in targets if s != g]
         results["held-out renders"] = evaluate_translator(t, a.data, a.split, a.seconds, a.max_pieces, pairs,
-                                                          register=a.register)
+                                                          register=a.register, room=a.room)
     if a.real:
         results[f"real clips: {a.real}"] = evaluate_translator_real(t, a.real, a.targets or t.domains, a.seconds,
                                                                     a.paper, register=a.register)
@@ -407,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--register", choices=REGISTERS, default="fold", help=REGISTER_HELP)
     et.add_argument("--paper", default=None, help="with --real: folders <source>_to_<target> of the paper's "
                     "translations of the same clip numbers, scored as anchor rows")
+    et.add_argument("--room", action="store_true", help="with --data: the translator hears each source through a "
+                    "synthetic room, noise floor and band limit, as from a recording; scores stay against the clean "
+                    "source and target")
     et.add_argument("--split", default="test")
     et.add_argument("--seconds", type=float, default=4.0)
     et.add_argument("--max-pieces", type=int, default=4)

@@ -25,11 +25,17 @@ from .metrics import (chroma_agreement, frame_locked, frechet_distance, mel_fram
 
 
 def evaluate_translator(translator, data_root, split: str = "test", seconds: float = 4.0, max_pieces: int = 4,
-                        pairs: list[tuple[str, str]] | None = None, transcriber=None, register: str = "fold") -> list[dict]:
+                        pairs: list[tuple[str, str]] | None = None, transcriber=None, register: str = "fold",
+                        room: bool = False) -> list[dict]:
     """One row per (source, target) domain pair, averaged over held-out pieces (parallel renders): log-mel L1 of the
     translation to the real rendering on the target, against the untranslated source's (and their ratio, < 1 when
     the translation is closer); chroma agreement with the source; level difference (dB); note F1 between
-    transcriptions of source and translation (``transcriber``: default basic-pitch where installed)."""
+    transcriptions of source and translation (``transcriber``: default basic-pitch where installed).
+
+    ``room``: the translator hears each source through a room, noise and a band limit (``augment.room_audio``, the
+    same draw for a piece and instrument every run); every measure still compares with the *clean* source and
+    target, so the rows say how much of the music survives a recording's conditions."""
+    from .translation.augment import room_audio
     from .translation.pipeline import active_rms, level_db
 
     sr = translator.sample_rate
@@ -42,9 +48,10 @@ def evaluate_translator(translator, data_root, split: str = "test", seconds: flo
     rows = []
     for src, tgt in pairs:
         d_tr, d_src, chroma, chroma_ref, level, f1, f1_ref = [], [], [], [], [], [], []
-        for p in pieces:
+        for i, p in enumerate(pieces):
             x, ref = p["clips"][src], p["clips"][tgt]
-            y, _ = translator(x, sr, target=tgt, register=register)
+            heard = room_audio(x, sr, np.random.default_rng([i, domains.index(src)])) if room else x
+            y, _ = translator(heard, sr, target=tgt, register=register)
             d_tr.append(mel_l1(ref, y, translator.config, aligned=True))
             d_src.append(mel_l1(ref, x, translator.config, aligned=True))
             chroma.append(chroma_agreement(x, y, sr))

@@ -196,6 +196,26 @@ def test_translate_cli_register_flag(trained_notes_translator, piano_clip, tmp_p
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and not (tmp_path / "bad.wav").exists()
 
 
+def test_eval_translate_room_hears_the_sources_through_a_room(trained_notes_translator, rendered, tmp_path):
+    """``--room``: the held-out sources go through a synthetic room before translation; the scores still compare
+    with the clean source and target (the untranslated source's distance is the clean one's in both runs)."""
+    import json
+
+    export, _, _ = trained_notes_translator
+    rows = {}
+    for room in ([], ["--room"]):
+        out = tmp_path / f"rows{len(room)}.json"
+        run_cli("eval", "translate", "--data", rendered, "--split", "train", "--sources", "piano", "--targets",
+                "violin", "--max-pieces", "1", "--seconds", "3", "--model", export, "--json", out, *room)
+        rows[len(room)] = json.loads(out.read_text())[0]
+    clean, heard = rows[0], rows[1]
+    assert heard["mel_l1_source_to_target"] == clean["mel_l1_source_to_target"]
+    assert heard["mel_l1_translation_to_target"] != clean["mel_l1_translation_to_target"]
+    assert heard["chroma_agreement_with_source"] != clean["chroma_agreement_with_source"]
+    bad = run_cli("eval", "translate", "--real", rendered, "--room", "--model", export, check=False)
+    assert bad.returncode == 2 and "--room needs --data" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_source_mel_widens_a_trained_translator_and_learns_from_the_source(trained_notes_translator, rendered):
     """``source_mel``: the source's relative log-mel goes in beside the notes. Widened from a trained translator it
     starts out playing exactly what that one played (the new inputs start at zero), and training moves those inputs:
