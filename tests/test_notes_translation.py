@@ -80,8 +80,8 @@ def test_note_drop_leaves_notes_out_of_the_roll(rendered):
         ds = SegmentDataset(rendered, CFG, 16384, "train", parallel=True, notes=True, note_drop=drop)
         return sum(int((ds[i]["roll"][1] > 0).sum()) for i in range(12))
 
-    kept, dropped = onsets(0.0), onsets(0.6)
-    assert kept > 20 and dropped < 0.6 * kept  # the same windows (seeded by index), fewer notes
+    kept, dropped = onsets(0.0), onsets(0.9)
+    assert kept > 20 and dropped < 0.5 * kept  # the same windows (seeded by index), fewer notes
 
 
 def test_transcribe_recipe_writes_what_basic_pitch_hears_and_training_reads_it(rendered, tmp_path):
@@ -285,8 +285,9 @@ def test_room_and_recording_adds_a_decaying_tail_a_noise_floor_and_a_band_limit(
 def test_training_on_recorded_sources_hears_through_the_room(trained_notes_translator, rendered):
     """``recorded``: rooms, noise and band limits added to the source's mel in training. From the same trained
     start and the same batches, a translator trained with them rebuilds the target from *recorded* sources better
-    than one trained on clean sources only. The rolls are emptied (``note_drop`` 1) so that what the decoder
-    plays comes through the source's mel, where the room is."""
+    than one trained on clean sources only. The rolls are emptied (``note_drop`` 1 in training: only the few
+    ghost notes of ``studio.notes.augment`` remain; none in the test) so that what the decoder plays comes through
+    the source's mel, where the room is."""
     from studio.translation.augment import room_and_recording
     from studio.translation.train import level_free_l1
 

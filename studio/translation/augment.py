@@ -58,12 +58,15 @@ def random_local_pitch_shift(mel: torch.Tensor, config: AudioConfig, generator: 
 def room_and_recording(mel: torch.Tensor, config: AudioConfig, generator: torch.Generator | None = None,
                        p: float = 0.5) -> torch.Tensor:
     """A clean render's log-mel ``[B, n_mels, T]`` made to sound recorded, each item with its own draw: a room's
-    exponential tail (RT60 0.3-2.5 s, wet share 0.2-1), a stationary noise floor 35-70 dB below the clip's peak, and
-    a low-pass (at 4.7 kHz or above) as old or lossy recordings have; each part applies with probability ``p``.
+    exponential tail (RT60 0.3-2.5 s, wet share 0.2-1), a stationary noise floor 35-70 dB below the clip's peak
+    (tilted ±10 dB across the bands, flickering ±15% per band and frame), and a low-pass (at 4.7 kHz or above) as old
+    or lossy recordings have; each part applies with probability ``p``.
 
     Why: the translator reads the source's mel, and real recordings (e.g. ../shared/audio/music) carry a room, hiss
     and a band limit that parallel renders never do; a decoder trained only on clean sources holds the room's ringing
-    as notes. Done on magnitudes (10 ** log-mel): the tail is a causal convolution along time per mel band."""
+    as notes. Done on magnitudes (10 ** log-mel): the tail is a causal convolution along time per mel band; the parts
+    add as magnitudes, not powers (a little louder than uncorrelated sound would be: +6 dB rather than +3 dB for two
+    equal parts), which only shifts the draw's ranges."""
     g = generator
     B, M, T = mel.shape
     rand = lambda *s: torch.rand(*s, generator=g).to(mel.device)
@@ -77,7 +80,7 @@ def room_and_recording(mel: torch.Tensor, config: AudioConfig, generator: torch.
     n = 2 * T
     tail = torch.fft.irfft(torch.fft.rfft(lin, n) * torch.fft.rfft(h, n)[:, None], n)[..., :T]
     lin = lin + tail.clamp(min=0)
-    # noise floor: a tilted stationary spectrum relative to the peak frame's mean magnitude, slowly wobbling
+    # noise floor: a tilted stationary spectrum relative to the peak frame's mean magnitude, flickering
     peak = lin.mean(1).amax(-1)[:, None, None]
     tilt = torch.linspace(-1, 1, M, device=mel.device)[None, :, None]
     db = -(35 + 35 * rand(B, 1, 1)) + (rand(B, 1, 1) - 0.5) * 20 * tilt
@@ -108,6 +111,6 @@ def room_audio(x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.
     spec = np.fft.rfft(y)
     f = np.fft.rfftfreq(len(y), 1 / sample_rate)
     cut = rng.uniform(5000, 9000)
-    spec *= np.clip((cut * 1.1 - f) / (cut * 0.1), 0, 1)  # linear roll-off over the last 10% below the cut
+    spec *= np.clip((cut - f) / (cut * 0.1), 0, 1)  # linear roll-off over the last 10% below the cut
     y = np.fft.irfft(spec, len(y))
     return (y * peak / max(np.abs(y).max(), 1e-9)).astype(np.float32)

@@ -50,10 +50,12 @@ class TranslatorTrainConfig:
     flux: float = 0.0
     # notes mode (with augment_notes): share of the exact notes left out of each roll. basic-pitch's onset F1 is
     # about 0.66 even on clean renders (studio.notes.Transcriber); a decoder that never saw a missing note plays
-    # only what the roll holds, one that did learns to take the missing ones from the source's mel (--source-mel)
+    # only what the roll holds, one that did learns to take the missing ones from the source's mel (--source-mel).
+    # Not applied to transcribed rolls (--transcribed), which miss notes of their own
     note_drop: float = 0.05
     # notes mode: probability of each part of a recorded sound (room tail, noise floor, band limit; see
-    # augment.room_and_recording) added to the *source's* mel; the target stays clean. 0 = clean renders only
+    # augment.room_and_recording) added to the *source's* mel; the target stays clean. 0 = clean renders only.
+    # Notes mode only (the universal mode's encoder reads the clip it rebuilds)
     recorded: float = 0.0
 
 
