@@ -92,12 +92,13 @@ def note_f1_available() -> bool:
 
 class NoteTranscriber:
     """Note events of a clip for note F1: ``(intervals [n, 2] s, pitches [n] Hz)``, by basic-pitch with its own
-    defaults (``predict``'s 127.7 ms shortest note), so the metric stays what it was; the model loads once."""
+    defaults (``predict``'s thresholds and 127.7 ms shortest note), spelled out so that the metric stays what it was
+    whatever the pipeline's transcriber uses; the model loads once."""
 
     def __init__(self):
         from .notes import Transcriber
 
-        self.transcriber = Transcriber(frame_threshold=0.3, min_note_ms=127.70)
+        self.transcriber = Transcriber(onset_threshold=0.5, frame_threshold=0.3, min_note_ms=127.70)
 
     def __call__(self, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
         notes = self.transcriber(np.clip(audio, -1, 1), sample_rate)
