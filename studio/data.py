@@ -111,9 +111,9 @@ class SegmentDataset(Dataset):
     ``notes``: also ``"roll"`` ``[2, 88, segment // hop]`` (``studio.notes.piano_roll``), the notes the target plays in
     the window (folded into its range as its render folded them; ``augment_notes``: jittered as a transcription would
     be, ``studio.notes.augment``, leaving out a share ``note_drop``). Needs the dataset's ``notes/`` folder
-    (``data_recipes.real``). ``transcribed``: the fraction of items whose roll is instead basic-pitch's transcription of the *source* window (folded into the
-    target's range), exactly what the translator reads at inference (``data_recipes.transcribe`` writes them; files
-    it has not transcribed keep the exact notes).
+    (``data_recipes.real``). ``transcribed``: the fraction of items whose roll is instead basic-pitch's transcription
+    of the *source* window (folded into the target's range), exactly what the translator reads at inference
+    (``data_recipes.transcribe`` writes them; files it has not transcribed keep the exact notes).
     """
 
     def __init__(self, root, config: AudioConfig, segment_length: int, split: str = "train",

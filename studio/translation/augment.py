@@ -6,8 +6,8 @@
 - ``room_and_recording`` (notes mode, ``--recorded``): a clean render's mel made to sound recorded, on the mel.
 - ``room_audio``: the same kind of conditions on audio, for ``studio eval translate --room``.
 
-Pitch shifts are done on the log-mel itself: a pitch shift by factor r moves energy at frequency f to r·f, i.e. the new mel bin k
-reads the old mel at frequency f_k / r (linear interpolation on the mel axis).
+Pitch shifts are done on the log-mel itself: a pitch shift by factor r moves energy at frequency f to r·f, i.e. the
+new mel bin k reads the old mel at frequency f_k / r (linear interpolation on the mel axis).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import librosa
 import numpy as np
 import torch
+from torchaudio.functional import fftconvolve
 
 from ..audio import AudioConfig
 
@@ -77,8 +78,7 @@ def room_and_recording(mel: torch.Tensor, config: AudioConfig, generator: torch.
     a = 10.0 ** (-3.0 / (rt60 * config.frame_rate))
     wet = (0.2 + 0.8 * rand(B, 1)) * (rand(B, 1) < p)
     h = wet * (1 - a) * a ** (t[None] - 1).clamp(min=0) * (t[None] >= 1)  # [B, T]
-    n = 2 * T
-    tail = torch.fft.irfft(torch.fft.rfft(lin, n) * torch.fft.rfft(h, n)[:, None], n)[..., :T]
+    tail = fftconvolve(lin, h[:, None, :])[..., :T]
     lin = lin + tail.clamp(min=0)
     # noise floor: a tilted stationary spectrum relative to the peak frame's mean magnitude, flickering
     peak = lin.mean(1).amax(-1)[:, None, None]
@@ -103,8 +103,7 @@ def room_audio(x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.
     t = np.arange(int(rt60 * sample_rate)) / sample_rate
     ir = rng.standard_normal(len(t)) * 10.0 ** (-3.0 * t / rt60)
     ir[: int(0.005 * sample_rate)] = 0.0  # the first reflections arrive after the direct sound
-    n = len(x) + len(ir) - 1
-    wet = np.fft.irfft(np.fft.rfft(x, n) * np.fft.rfft(ir, n), n)[: len(x)]
+    wet = fftconvolve(torch.from_numpy(x), torch.from_numpy(ir))[: len(x)].numpy()
     wet *= rng.uniform(0.3, 1.0) * np.sqrt(np.mean(x**2) / max(np.mean(wet**2), 1e-20))
     peak = np.abs(x).max()
     y = x + wet + rng.standard_normal(len(x)) * peak * 10.0 ** (-rng.uniform(40, 60) / 20)
