@@ -485,14 +485,17 @@ class Studio:
 # What each kind of model does for a musician, and what to expect of the shipped ones (their cards have the figures).
 PURPOSE = {"vocoder": "Turns a mel spectrogram back into sound: every tab plays through it.",
            "translator": "Plays your clip on another instrument (Translate tab).",
-           "generator": "Makes new piano music, continues a clip, walks between two clips (Generate tab)."}
+           "generator": "Makes new piano music, continues a clip, walks between two clips (Generate tab).",
+           "transcriber": "Hears which notes your clip plays; the translator plays them (Translate tab)."}
 EXPECT = {"melgan-music-22k": "Good: keeps the notes of real recordings (chroma agreement 0.95 with the input); "
                               "partials slightly broader than the originals.",
           "translator-notes-22k": "Plays the notes it hears (basic-pitch) on the target instrument: note changes come "
                                   "through, melodies are smoothed into held lines where the transcription holds notes.",
           "translator-music-22k": "Early (universal encoder): takes on the target instrument's colour but loses "
                                   "most notes.",
-          "piano-vqvae-prior-22k": "Early: piano-like textures that stutter; no long-range melody."}
+          "piano-vqvae-prior-22k": "Early: piano-like textures that stutter; no long-range melody.",
+          "notes-transcriber-22k": "Finds the notes of rendered (sampled) music far better than basic-pitch; on real "
+                                   "recordings no better, so the translator uses basic-pitch unless asked."}
 
 
 def _training_line(entry) -> str:

@@ -209,6 +209,8 @@ def _load_sound(path, sample_rate: int, mono: bool = True):
     return audio, sr
 
 
+TRANSCRIBER_HELP = ("notes mode: what hears the source's notes: basic-pitch (the default) or a trained transcriber's "
+                    "name or folder, e.g. notes-transcriber-22k")
 REGISTER_HELP = ("notes outside the target instrument's range: fold = move them by octaves into it (as an arranger "
                  "would); keep = play them where they are")
 
@@ -217,7 +219,7 @@ def cmd_translate(a) -> int:
     from .audio import save_audio
     from .translation import Translator
 
-    t = Translator.from_pretrained(a.model, vocoder=a.vocoder)
+    t = Translator.from_pretrained(a.model, vocoder=a.vocoder, transcriber=a.transcriber)
     x, x_sr = _load_sound(a.input, t.sample_rate if a.stem is None else 44100, mono=a.stem is None)
     audio, sr = t(x, x_sr, target=a.to, stem=a.stem, blend_with=a.blend_with, blend=a.blend,
                   match_level=a.match_level, register=a.register)
@@ -239,7 +241,7 @@ def cmd_eval_translate(a) -> int:
     for flag, folder in (("--data", a.data), ("--real", a.real), ("--paper", a.paper)):
         if folder and not Path(folder).is_dir():
             raise StudioError(f"{flag} {folder}: no such folder.")
-    t = Translator.from_pretrained(a.model, vocoder=a.vocoder)
+    t = Translator.from_pretrained(a.model, vocoder=a.vocoder, transcriber=a.transcriber)
     results = {}
     if a.data:
         sources, targets = a.sources or t.domains, a.targets or t.domains
@@ -259,6 +261,24 @@ def cmd_eval_translate(a) -> int:
         print(format_table(rows))
     if a.json:
         Path(a.json).write_text(json.dumps(results if len(results) > 1 else next(iter(results.values())), indent=2))
+    return 0
+
+
+def cmd_eval_transcribe(a) -> int:
+    from .audio import AudioConfig
+    from .evaluate import evaluate_transcription, format_table
+    from .notes import BASIC_PITCH, transcription_available
+    from .transcription.pipeline import BASIC_PITCH_NAME, load_transcriber
+
+    if not Path(a.data).is_dir():
+        raise StudioError(f"--data {a.data}: no such folder.")
+    if BASIC_PITCH_NAME in a.models and not transcription_available():
+        raise StudioError(f"basic-pitch is not installed: {BASIC_PITCH} onnxruntime.")
+    transcribers = {name: load_transcriber(name) for name in a.models}
+    rows = evaluate_transcription(transcribers, a.data, AudioConfig(), a.split, a.seconds, a.max_pieces, a.room)
+    print(format_table(rows))
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=2))
     return 0
 
 
@@ -389,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--to", required=True, help="target instrument (see `studio models`)")
     t.add_argument("-o", "--output", required=True)
     t.add_argument("--model", default=None, help="translator name or folder (default: the shipped one)")
+    t.add_argument("--transcriber", default=None, help=TRANSCRIBER_HELP)
     t.add_argument("--vocoder", default=None, help="vocoder name or folder (default: the shipped one)")
     t.add_argument("--stem", default=None, help="isolate this Demucs stem first (vocals, drums, bass, other)")
     t.add_argument("--blend-with", default=None, help="a second instrument to blend in")
@@ -416,9 +437,21 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--seconds", type=float, default=4.0)
     et.add_argument("--max-pieces", type=int, default=4)
     et.add_argument("--model", default=None)
+    et.add_argument("--transcriber", default=None, help=TRANSCRIBER_HELP)
     et.add_argument("--vocoder", default=None)
     et.add_argument("--json", default=None, help="also write the rows to this file")
     et.set_defaults(func=cmd_eval_translate)
+    etr = ev.add_parser("transcribe", help="note transcription vs the exact notes of held-out renders")
+    etr.add_argument("--data", required=True, help="a rendered dataset with its notes (data_recipes.real)")
+    etr.add_argument("--models", nargs="+", default=["basic-pitch"],
+                     help="transcribers: basic-pitch (the pipeline's settings) and/or trained ones (name or folder)")
+    etr.add_argument("--room", action="store_true", help="hear each clip through a synthetic room, noise floor and "
+                     "band limit first (as eval translate --room)")
+    etr.add_argument("--split", default="test")
+    etr.add_argument("--seconds", type=float, default=4.0)
+    etr.add_argument("--max-pieces", type=int, default=4)
+    etr.add_argument("--json", default=None, help="also write the rows to this file")
+    etr.set_defaults(func=cmd_eval_transcribe)
     eg = ev.add_parser("generate", help="Fréchet log-mel distance of samples vs held-out piano, with references")
     eg.add_argument("--data", default=None, help="a dataset whose held-out split (--split) holds renders to compare with")
     eg.add_argument("--domains", nargs="+", default=["piano"], help="the dataset's domains to compare with")

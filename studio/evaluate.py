@@ -33,10 +33,10 @@ def evaluate_translator(translator, data_root, split: str = "test", seconds: flo
     the translation is closer); chroma agreement with the source; level difference (dB); note F1 between
     transcriptions of source and translation (``transcriber``: default basic-pitch where installed).
 
-    ``room``: the translator hears each source through a room, noise and a band limit (``augment.room_audio``, the
+    ``room``: the translator hears each source through a room, noise and a band limit (``rooms.room_audio``, the
     same draw for a piece and instrument every run); every measure still compares with the *clean* source and
     target, so the rows say how much of the music survives a recording's conditions."""
-    from .translation.augment import room_audio
+    from .rooms import room_audio
     from .translation.pipeline import active_rms, level_db
 
     sr = translator.sample_rate
@@ -117,6 +117,84 @@ def note_f1(ref: tuple[np.ndarray, np.ndarray], est: tuple[np.ndarray, np.ndarra
         return 0.0
     return float(mir_eval.transcription.precision_recall_f1_overlap(
         ref[0], ref[1], est[0], est[1], onset_tolerance=0.05, offset_ratio=None)[2])
+
+
+def transcription_clips(data_root, config: AudioConfig, split: str = "test", seconds: float = 4.0,
+                        max_pieces: int = 4, room: bool = False) -> list[dict]:
+    """Held-out render windows with the exact notes each played: ``[{"audio", "notes", "piece", "domain"}]``, the same
+    window of every piece on every rendered instrument (notes folded as the render folded them, times from the
+    window's start). ``room``: each heard through a room, noise floor and band limit (``rooms.room_audio``, seeded
+    by piece and instrument, as ``evaluate_translator``'s)."""
+    from .data import read_manifest
+    from .notes import fold, notes_path, read_notes, read_ranges, window
+    from .rooms import room_audio
+
+    sr, ranges = config.sample_rate, read_ranges(data_root)
+    domains = sorted(d for d in {e.domain for e in read_manifest(data_root, split)} if d in ranges)
+    out = []
+    for p in parallel_clips(data_root, config, split, domains, seconds, max_pieces):
+        notes = read_notes(notes_path(data_root, p["piece"]))
+        for d, x in p["clips"].items():
+            ref = window(fold(notes, *ranges[d]), p["start"], p["start"] + len(x) / sr)
+            ref[:, 0], ref[:, 1] = np.clip(ref[:, 0], 0, None), np.clip(ref[:, 1], 0, len(x) / sr)
+            ref = ref[ref[:, 1] - ref[:, 0] > 0.02]  # notes cut to a sliver by the window's edges
+            if room:
+                x = room_audio(x, sr, np.random.default_rng([zlib.crc32(p["piece"].encode()), zlib.crc32(d.encode())]))
+            out.append({"audio": x, "notes": ref, "piece": p["piece"], "domain": d})
+    return out
+
+
+def transcription_scores(ref: np.ndarray, est: np.ndarray) -> tuple[float, ...]:
+    """(onset F1, precision, recall, onset+offset F1, pitch-class onset F1) of notes ``est`` against ``ref``
+    (mir_eval; onsets within 50 ms; offsets within 20% of the note or 50 ms; pitch class: octaves forgiven)."""
+    import mir_eval
+
+    if len(ref) == 0 or len(est) == 0:
+        return (0.0,) * 5 if len(ref) or len(est) else (np.nan,) * 5
+    hz = lambda n: 440.0 * 2 ** ((n[:, 2] - 69) / 12)  # noqa: E731
+    pc = lambda n: 440.0 * 2 ** ((n[:, 2] % 12 - 9) / 12)  # noqa: E731  every note in one octave
+    prf = mir_eval.transcription.precision_recall_f1_overlap
+    p, r, f, _ = prf(ref[:, :2], hz(ref), est[:, :2], hz(est), onset_tolerance=0.05, offset_ratio=None)
+    off = prf(ref[:, :2], hz(ref), est[:, :2], hz(est), onset_tolerance=0.05)[2]
+    chroma = prf(ref[:, :2], pc(ref), est[:, :2], pc(est), onset_tolerance=0.05, offset_ratio=None)[2]
+    return f, p, r, off, chroma
+
+
+def evaluate_transcription(transcribers: dict, data_root, config: AudioConfig, split: str = "test",
+                           seconds: float = 4.0, max_pieces: int = 4, room: bool = False) -> list[dict]:
+    """One row per transcriber (``name -> (audio, sr) -> notes``): how well it finds the notes each held-out render
+    played (``transcription_clips``), scored by ``transcription_scores`` and averaged over the clips."""
+    clips = transcription_clips(data_root, config, split, seconds, max_pieces, room)
+    rows = []
+    for name, transcribe in transcribers.items():
+        scores = [transcription_scores(c["notes"], transcribe(c["audio"], config.sample_rate)) for c in clips]
+        m = np.nanmean(np.array(scores, dtype=np.float64).reshape(-1, 5), axis=0)
+        rows.append({"transcriber": name, "clips": len(scores), "onset_f1": float(m[0]), "precision": float(m[1]),
+                     "recall": float(m[2]), "onset_offset_f1": float(m[3]), "pitch_class_onset_f1": float(m[4])})
+    return rows
+
+
+def tune_thresholds(transcriber, data_root, split: str = "valid", seconds: float = 4.0, max_pieces: int = 4,
+                    onsets=(0.3, 0.4, 0.5, 0.6, 0.7), frames=(0.2, 0.3, 0.4, 0.5)) -> tuple[dict, list[dict]]:
+    """The decoding thresholds of a ``LearnedTranscriber`` that do best over held-out renders heard clean and through
+    rooms (``split``: keep the test split for the card's figures), by the mean of onset F1 and onset+offset F1: the
+    translator plays the notes' lengths too, a note held past its end is a drone. Returns (best
+    ``{"onset_threshold", "frame_threshold"}``, every grid point's row)."""
+    from .transcription.decode import decode_notes
+
+    cfg = transcriber.config
+    posts = [(c["notes"], transcriber.posteriors(c["audio"])) for room in (False, True)
+             for c in transcription_clips(data_root, cfg, split, seconds, max_pieces, room)]
+    rows = []
+    for on in onsets:
+        for fr in frames:
+            s = np.array([transcription_scores(ref, decode_notes(n, o, cfg.frame_rate, on, fr, transcriber.min_frames))
+                          for ref, (n, o) in posts], dtype=np.float64)
+            f1, off = np.nanmean(s[:, 0]), np.nanmean(s[:, 3])
+            rows.append({"onset_threshold": on, "frame_threshold": fr, "onset_f1": float(f1),
+                         "onset_offset_f1": float(off), "score": float((f1 + off) / 2)})
+    best = max(rows, key=lambda r: r["score"])
+    return {"onset_threshold": best["onset_threshold"], "frame_threshold": best["frame_threshold"]}, rows
 
 
 def evaluate_translator_real(translator, folder, targets: list[str], seconds: float = 5.0, paper=None,

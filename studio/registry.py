@@ -21,7 +21,8 @@ CONFIG = "config.json"
 CARD = "README.md"
 
 # The model each pipeline uses when none is named.
-DEFAULTS = {"vocoder": "melgan-music-22k", "translator": "translator-notes-22k", "generator": "piano-vqvae-prior-22k"}
+DEFAULTS = {"vocoder": "melgan-music-22k", "translator": "translator-notes-22k", "generator": "piano-vqvae-prior-22k",
+            "transcriber": "notes-transcriber-22k"}
 
 
 def models_dir() -> Path:

@@ -27,6 +27,8 @@ from .errors import ConfigMismatch, StudioError
 from .train.estimate import shipped_entry, shipped_of
 from .generation.train import CodeDataset, PriorTask, PriorTrainConfig, VQVAETask, VQVAETrainConfig, encode_corpus
 from .notes import PITCHES
+from .transcription.model import transcriber_config
+from .transcription.train import TranscriberTask, TranscriberTrainConfig
 from .translation.model import translator_config
 from .translation.train import TranslatorTask, TranslatorTrainConfig
 from .vocoder.model import read_config as read_vocoder_config
@@ -326,6 +328,25 @@ TRANSLATOR = TrainTask(
         "target_domain": (i + 1) % len(cfg.model.domains),
         "roll": torch.zeros(2, PITCHES, cfg.segment_length // cfg.model.audio.hop_length)})
 
+def _transcriber_dataset(cfg, args, ctx):
+    from .notes import read_ranges
+
+    domains = args.domains or sorted(read_ranges(args.data))
+    if not domains:
+        raise StudioError(f"{args.data} has no notes: the transcriber trains on renders with the notes they played "
+                          "(data_recipes.real or .render write them).")
+    return _segments(args, cfg.model.audio, cfg.segment_length, domains=domains, notes=True, augment_notes=False)
+
+
+TRANSCRIBER = TrainTask(
+    command="transcriber", arch=None, help="train the note transcriber (audio -> notes) on renders with their notes",
+    config=TranscriberTrainConfig, model="model", task=TranscriberTask,
+    dataset=_transcriber_dataset, read_config=transcriber_config,
+    max_steps=5_000, batch=8, min_hours=("per domain", 0.25),
+    add_flags=_domains_flag(None, "rendered domains to learn from (default: all with notes)"),
+    synthetic=lambda cfg, i, g: _noise_item(cfg, i, g) | {
+        "roll": torch.zeros(2, PITCHES, cfg.segment_length // cfg.model.audio.hop_length)})
+
 VQVAE = TrainTask(
     command="vqvae", arch=None, help="train the VQ-VAE over mel frames (piano by default)",
     config=VQVAETrainConfig, model="model", task=VQVAETask,
@@ -347,6 +368,7 @@ PRIOR = TrainTask(
 TASKS: dict[str, tuple[TrainTask, ...]] = {  # command -> its architectures, the default first
     "vocoder": (MELGAN, SPECTRAL),
     "translator": (TRANSLATOR,),
+    "transcriber": (TRANSCRIBER,),
     "vqvae": (VQVAE,),
     "prior": (PRIOR,),
 }

@@ -16,12 +16,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "studio"
 # matching pattern wins (so a model package's ``train`` module is in the train layer, not with its model).
 LAYERS = [
     ("base", ["studio", "studio.errors", "studio.config", "studio.audio", "studio.nn", "studio.latent",
-              "studio.registry", "studio.weights", "studio.metrics", "studio.notes", "studio.data"]),
+              "studio.registry", "studio.weights", "studio.metrics", "studio.notes", "studio.data",
+              "studio.rooms"]),
     ("models", ["studio.vocoder", "studio.vocoder.*", "studio.translation", "studio.translation.*",
-                "studio.generation", "studio.generation.*", "studio.separation", "studio.baselines"]),
+                "studio.generation", "studio.generation.*", "studio.transcription", "studio.transcription.*",
+                "studio.separation", "studio.baselines"]),
     ("pipelines", ["studio.explore", "studio.evaluate", "studio.export", "studio.plots"]),
     ("train", ["studio.train", "studio.train.*", "studio.vocoder.train", "studio.translation.train",
-               "studio.generation.train"]),
+               "studio.generation.train", "studio.transcription.train"]),
     ("tools", ["studio.tasks", "studio.plan", "studio.bench", "studio.bench_rows", "studio.cli", "studio.app", "studio.__main__"]),
 ]
 

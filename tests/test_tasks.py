@@ -23,6 +23,7 @@ BEFORE = {
     "translator": "--channels --confusion --domains --init --lr --parallel --segment-length",
     "vqvae": "--channels --codebook-size --domains --lr --segment-length",
     "prior": "--context --domains --dropout --layers --lr --vqvae --width",
+    "transcriber": "--channels --domains --key-channels --lr --mix --room --segment-length",
 }
 LOOP = "--data --out --resume --max-steps --batch-size --batch --val-every --ckpt-every --log-every --seed " \
        "--num-workers --device --precision --threads --max-minutes --keep-best --patience --config"

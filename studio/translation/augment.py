@@ -4,7 +4,7 @@
   by up to ±0.5 semitone, so the encoder cannot identify the instrument from exact tuning and the latent stays
   about notes.
 - ``room_and_recording`` (notes mode, ``--recorded``): a clean render's mel made to sound recorded, on the mel.
-- ``room_audio``: the same kind of conditions on audio, for ``studio eval translate --room``.
+- (the same kind of conditions on audio: ``studio.rooms.room_audio``)
 
 Pitch shifts are done on the log-mel itself: a pitch shift by factor r moves energy at frequency f to r·f, i.e. the
 new mel bin k reads the old mel at frequency f_k / r (linear interpolation on the mel axis).
@@ -91,25 +91,3 @@ def room_and_recording(mel: torch.Tensor, config: AudioConfig, generator: torch.
     cut = 0.75 + 0.25 * rand(B, 1, 1)  # share of the mel axis kept (0.75 of 80 bands at 22.05 kHz: 4.7 kHz)
     lin = torch.where((fmel > cut) & (rand(B, 1, 1) < p), torch.zeros_like(lin), lin)
     return torch.log10(lin.clamp(min=config.log_floor)).to(mel.dtype)
-
-
-def room_audio(x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-    """A clean mono clip heard as a recording: a diffuse room (exponentially decaying noise, RT60 0.5-2 s, wet level
-    0.3-1 x the dry), a white noise floor 40-60 dB below the peak and a low-pass at 5-9 kHz; the peak level kept.
-    For evaluation (``studio eval translate --room``): the held-out renders keep their exact target, so how well a
-    translator hears through a room is measured against ground truth, which real recordings never give."""
-    x = np.asarray(x, dtype=np.float64)
-    rt60 = rng.uniform(0.5, 2.0)
-    t = np.arange(int(rt60 * sample_rate)) / sample_rate
-    ir = rng.standard_normal(len(t)) * 10.0 ** (-3.0 * t / rt60)
-    ir[: int(0.005 * sample_rate)] = 0.0  # the first reflections arrive after the direct sound
-    wet = fftconvolve(torch.from_numpy(x), torch.from_numpy(ir))[: len(x)].numpy()
-    wet *= rng.uniform(0.3, 1.0) * np.sqrt(np.mean(x**2) / max(np.mean(wet**2), 1e-20))
-    peak = np.abs(x).max()
-    y = x + wet + rng.standard_normal(len(x)) * peak * 10.0 ** (-rng.uniform(40, 60) / 20)
-    spec = np.fft.rfft(y)
-    f = np.fft.rfftfreq(len(y), 1 / sample_rate)
-    cut = rng.uniform(5000, 9000)
-    spec *= np.clip((cut - f) / (cut * 0.1), 0, 1)  # linear roll-off over the last 10% below the cut
-    y = np.fft.irfft(spec, len(y))
-    return (y * peak / max(np.abs(y).max(), 1e-9)).astype(np.float32)

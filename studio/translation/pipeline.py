@@ -95,20 +95,28 @@ class Translator:
     """``translator(audio, sr, target="violin") -> (audio, sr)``; ``translator.domains`` lists the targets."""
 
     def __init__(self, model: TranslatorModel, vocoder: Vocoder, transcriber=None):
+        """``transcriber`` (notes mode): ``(audio, sample_rate) -> notes``, or the name of one (``basic-pitch``, a
+        trained transcriber's registry name or folder); None: basic-pitch (``transcription.default_transcriber``),
+        loaded on first use."""
         model.config.audio.check_same(vocoder.config, "the vocoder")
         self.model = model.eval()
         self.vocoder = vocoder
         self.config = model.config.audio
         self.name = "translator"
-        self._transcriber = transcriber  # notes mode: ``(audio, sample_rate) -> notes``; basic-pitch, loaded on first use
+        if isinstance(transcriber, (str, os.PathLike)):
+            from ..transcription.pipeline import load_transcriber
+
+            transcriber = load_transcriber(str(transcriber))
+        self._transcriber = transcriber
         self._transcribed: dict[str, np.ndarray] = {}  # the last few inputs' notes (each target re-uses them)
 
     @classmethod
-    def from_pretrained(cls, name_or_dir=None, vocoder: Vocoder | str | None = None, device="cpu") -> "Translator":
+    def from_pretrained(cls, name_or_dir=None, vocoder: Vocoder | str | None = None, device="cpu",
+                        transcriber=None) -> "Translator":
         model, entry = load_translator_model(name_or_dir, device)
         if not isinstance(vocoder, Vocoder):
             vocoder = Vocoder.from_pretrained(vocoder, device=device)
-        t = cls(model, vocoder)
+        t = cls(model, vocoder, transcriber)
         t.name = entry.name
         return t
 
@@ -129,12 +137,12 @@ class Translator:
         """The notes of mono audio at the model's rate (``studio.notes``), cached for the last few inputs."""
         import hashlib
 
-        from ..notes import Transcriber
-
         key = hashlib.sha1(np.ascontiguousarray(x, dtype=np.float32).tobytes()).hexdigest()
         if key not in self._transcribed:
             if self._transcriber is None:
-                self._transcriber = Transcriber()
+                from ..transcription.pipeline import load_transcriber
+
+                self._transcriber = load_transcriber()
             while len(self._transcribed) >= 4:
                 self._transcribed.pop(next(iter(self._transcribed)))
             self._transcribed[key] = self._transcriber(x, self.sample_rate)
