@@ -486,7 +486,8 @@ class Studio:
 PURPOSE = {"vocoder": "Turns a mel spectrogram back into sound: every tab plays through it.",
            "translator": "Plays your clip on another instrument (Translate tab).",
            "generator": "Makes new piano music, continues a clip, walks between two clips (Generate tab).",
-           "transcriber": "Hears which notes your clip plays; the translator plays them (Translate tab)."}
+           "transcriber": "Hears which notes a clip plays, for the translator (`studio translate --transcriber`; the app's "
+                          "Translate tab uses basic-pitch)."}
 EXPECT = {"melgan-music-22k": "Good: keeps the notes of real recordings (chroma agreement 0.95 with the input); "
                               "partials slightly broader than the originals.",
           "translator-notes-22k": "Plays the notes it hears (basic-pitch) on the target instrument: note changes come "
@@ -538,7 +539,7 @@ def models_markdown() -> str:
 
     return ("Models are read from the server's models folder (setting `STUDIO_MODELS_DIR`). Each is a folder with "
             "`config.json`, `model.safetensors` and a `README.md` card; the defaults are "
-            + ", ".join(f"`{v}` ({k})" for k, v in registry.DEFAULTS.items())
+            + ", ".join(f"`{v}` ({k})" for k, v in registry.DEFAULTS.items() if k != "transcriber")
             + f". Demucs weights for stem isolation go in the Demucs folder (setting `{ENV}`).")
 
 

@@ -129,8 +129,13 @@ def transcription_clips(data_root, config: AudioConfig, split: str = "test", sec
     from .notes import fold, notes_path, read_notes, read_ranges, window
     from .rooms import room_audio
 
+    from .errors import DatasetError
+
     sr, ranges = config.sample_rate, read_ranges(data_root)
     domains = sorted(d for d in {e.domain for e in read_manifest(data_root, split)} if d in ranges)
+    if not domains:
+        raise DatasetError(f"{data_root} has no rendered {split} files with notes (data_recipes.real or .render "
+                           "write them): nothing to score a transcriber against.")
     out = []
     for p in parallel_clips(data_root, config, split, domains, seconds, max_pieces):
         notes = read_notes(notes_path(data_root, p["piece"]))
@@ -165,6 +170,10 @@ def evaluate_transcription(transcribers: dict, data_root, config: AudioConfig, s
     """One row per transcriber (``name -> (audio, sr) -> notes``): how well it finds the notes each held-out render
     played (``transcription_clips``), scored by ``transcription_scores`` and averaged over the clips."""
     clips = transcription_clips(data_root, config, split, seconds, max_pieces, room)
+    if not clips:
+        from .errors import DatasetError
+
+        raise DatasetError(f"{data_root}: no {split} piece is rendered on every instrument with notes.")
     rows = []
     for name, transcribe in transcribers.items():
         scores = [transcription_scores(c["notes"], transcribe(c["audio"], config.sample_rate)) for c in clips]

@@ -20,7 +20,8 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "README.md"
 
-# The model each pipeline uses when none is named.
+# The shipped model of each kind: the one each pipeline uses when none is named (the transcriber is the exception:
+# the translator hears notes with basic-pitch unless told otherwise, see studio.transcription.pipeline).
 DEFAULTS = {"vocoder": "melgan-music-22k", "translator": "translator-notes-22k", "generator": "piano-vqvae-prior-22k",
             "transcriber": "notes-transcriber-22k"}
 

@@ -57,10 +57,10 @@ def test_decode_turns_a_roll_back_into_its_notes():
     onset[48 - LOWEST_MIDI] = False  # C3 sounds with no onset
     got = decode_notes(roll[0], onset.astype(np.float32), CFG.frame_rate)
     assert sorted(got[:, 2].astype(int).tolist()) == [48, 60, 60, 67]
-    hop_s = 1 / CFG.frame_rate
+    half = 0.5 / CFG.frame_rate  # a roll knows times to a hop: back within half of one either way
     for on, off, midi, _ in notes:
-        match = [g for g in got if g[2] == midi and abs(g[0] - on) <= hop_s]
-        assert match and abs(match[0][1] - off) <= hop_s, (on, off, midi, got)
+        match = [g for g in got if g[2] == midi and abs(g[0] - on) <= half]
+        assert match and abs(match[0][1] - off) <= half, (on, off, midi, got)
     assert decode_notes(np.zeros((88, 50)), np.zeros((88, 50)), CFG.frame_rate).shape == (0, 4)
 
 
@@ -81,7 +81,11 @@ def test_chunked_posteriors_equal_the_whole_clips(monkeypatch):
     parts = t.posteriors(x)
     assert whole[0].shape == (88, len(x) // CFG.hop_length)
     for a, b in zip(whole, parts):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(a, b, atol=1e-7)
+    # the check can fail: without the long STFT's half window in the context, the seams show
+    monkeypatch.setattr(t.model, "context_frames", lambda: 17)
+    short = t.posteriors(x)
+    assert max(np.abs(a - b).max() for a, b in zip(whole, short)) > 1e-6
     assert t(np.zeros(100, np.float32)).shape == (0, 4)  # shorter than a frame: no notes, no error
     assert t(np.zeros(22050, np.float32)).shape == (0, 4)  # silence: no notes
 
@@ -120,7 +124,6 @@ def test_eval_transcribe_cli_scores_a_trained_transcriber(trained_transcriber, r
     for r in rows.values():
         assert r["clips"] >= 3 and 0.0 <= r["onset_f1"] <= 1.0
     assert rows["basic-pitch"]["onset_f1"] > 0.3  # the anchor: a real transcriber scores on real renders
-    assert rows[str(export)]["pitch_class_onset_f1"] >= rows[str(export)]["onset_f1"]
     r = run_cli("eval", "transcribe", "--data", tmp_path / "nope", check=False)
     assert r.returncode != 0 and "no such folder" in r.stderr and "Traceback" not in r.stderr
 
@@ -151,8 +154,34 @@ def test_thresholds_are_tuned_on_held_out_renders_and_shipped_with_the_model(tra
     t = LearnedTranscriber.from_pretrained(trained_transcriber[0])
     best, rows = tune_thresholds(t, rendered, seconds=3.0, onsets=(0.3, 0.6), frames=(0.3, 0.5))
     assert len(rows) == 4 and all(0.0 <= r["onset_f1"] <= 1.0 for r in rows)
-    top = max(rows, key=lambda r: r["score"])
-    assert best == {"onset_threshold": top["onset_threshold"], "frame_threshold": top["frame_threshold"]}
+    assert len({round(r["score"], 6) for r in rows}) > 1  # the thresholds matter: the grid is not flat
     save_transcriber(t.model, tmp_path / "tuned", thresholds=best)
     again = LearnedTranscriber.from_pretrained(tmp_path / "tuned")
     assert (again.onset_threshold, again.frame_threshold) == (best["onset_threshold"], best["frame_threshold"])
+
+
+def test_transcription_scores_forgive_octaves_only_in_the_pitch_class_column():
+    """A transcription one octave off everywhere scores 0 onset F1 but full pitch-class F1; a timing error beyond
+    50 ms costs both."""
+    from studio.evaluate import transcription_scores
+
+    ref = np.array([[0.1, 0.5, 60, 0.7], [0.5, 0.9, 64, 0.7]])
+    up = ref.copy()
+    up[:, 2] += 12
+    f1, _, _, _, pc = transcription_scores(ref, up)
+    assert f1 == 0.0 and pc == 1.0
+    late = ref.copy()
+    late[:, :2] += 0.08
+    assert transcription_scores(ref, late)[0] == 0.0 and transcription_scores(ref, late)[4] == 0.0
+    assert transcription_scores(ref, ref)[:4] == (1.0, 1.0, 1.0, 1.0)
+
+
+def test_eval_transcribe_refuses_a_dataset_without_notes(tmp_path):
+    from studio.audio import AudioConfig
+    from studio.errors import DatasetError
+    from studio.evaluate import evaluate_transcription
+
+    (tmp_path / "manifest.csv").write_text("path,domain,split,duration,sample_rate,piece\n"
+                                           "audio/a.wav,piano,test,4.0,22050,p1\n")  # a recording: no notes/
+    with pytest.raises(DatasetError, match="no rendered"):
+        evaluate_transcription({}, tmp_path, AudioConfig())

@@ -31,18 +31,21 @@ def decode_notes(note: np.ndarray, onset: np.ndarray, frame_rate: float, onset_t
             end -= below  # the trailing dip is not part of the note
             end = max(end, t0 + 1)
             covered[t0:end] = True
-            if end - t0 >= min_frames:
-                out.append((t0, end, k, float(note[k, t0:end].mean())))
+            if end - t0 >= min_frames:  # cut by the key's next onset: it ends where that note starts
+                out.append((t0 + 0.5, end + 0.5 if end == stop < frames else end, k, float(note[k, t0:end].mean())))
         # activity that no onset explains: a note whose attack was too soft to peak
         active = (note[k] >= frame_threshold) & ~covered
         if active.any():
             edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
             for a, b in zip(edges[::2], edges[1::2]):
                 if b - a >= 2 * min_frames:
-                    out.append((a, b, k, float(note[k, a:b].mean())))
+                    out.append((a + 0.25, b, k, float(note[k, a:b].mean())))
     if not out:
         return empty()
+    # Times: an onset peak's frame t0 is where the note starts, so its centre, (t0 + 0.5) hops; a note heard from frame
+    # a without an onset started somewhere in the hop before a's centre (a + 0.25: piano_roll puts it back on frame a);
+    # a note last heard on frame end - 1 stopped between the centres of end - 1 and end, so at end hops (or where the
+    # key's next note starts).
     arr = np.array(out, dtype=np.float64)
-    notes = np.stack([(arr[:, 0] + 0.5) / frame_rate, (arr[:, 1] + 0.5) / frame_rate,
-                      arr[:, 2] + LOWEST_MIDI, arr[:, 3]], 1)
+    notes = np.stack([arr[:, 0] / frame_rate, arr[:, 1] / frame_rate, arr[:, 2] + LOWEST_MIDI, arr[:, 3]], 1)
     return notes[np.lexsort((notes[:, 2], notes[:, 0]))]

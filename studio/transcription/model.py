@@ -25,10 +25,12 @@ from torch import nn
 
 from ..audio import AudioConfig
 from ..config import from_dict
+from ..errors import ConfigMismatch
 from ..notes import LOWEST_MIDI, PITCHES
 
 LOG_FLOOR = 1e-4  # the log-spectrogram's floor (-80 dB): the input level is normalised to LEVEL_DBFS first
-LEVEL_DBFS = -20.0  # RMS the audio is brought to before the front end (training and inference alike)
+LEVEL_DBFS = -20.0  # RMS the audio is brought to before the front end (training: each window's, +-gain_db;
+# inference: the clip's active level, LearnedTranscriber)
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,11 @@ class TranscriberConfig:
     harmonics: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0)  # 0.5: the sub-octave (octave errors)
     channels: int = 16  # of the frequency-resolution convolutions
     key_channels: int = 32  # of the per-key convolutions
-    key_span: int = 13  # keys each key-level convolution sees (an octave either side reaches the partials' keys)
+    key_span: int = 13  # keys each key-level convolution sees, odd (an octave either side reaches the partials' keys)
+
+    def __post_init__(self):
+        if self.key_span < 1 or self.key_span % 2 == 0:
+            raise ConfigMismatch(f"key_span must be odd (centred on the key), got {self.key_span}.")
 
 
 def transcriber_config(d: dict) -> TranscriberConfig:
@@ -95,7 +101,7 @@ class HarmonicSpectrogram(nn.Module):
             x = F.pad(audio[:, None], (pad, pad), mode="reflect" if audio.shape[-1] > pad else "constant")[:, 0]
             spec = torch.stft(x, n, self.hop, window=getattr(self, f"window_{n}"), center=False,
                               return_complex=True).abs()[..., :frames]
-            grid = torch.log10(getattr(self, f"fb_{n}") @ spec + LOG_FLOOR) / 2.0 + 1.0  # ~[-1, 1]
+            grid = torch.log10(getattr(self, f"fb_{n}") @ spec + LOG_FLOOR) / 2.0 + 1.0  # -1 at the floor, ~2 at a loud partial
             for s in self.shifts:
                 if s >= 0:
                     out.append(grid[:, s: s + self.bins])

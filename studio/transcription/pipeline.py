@@ -11,7 +11,7 @@ import torch
 from .. import registry
 from ..audio import prepare_audio
 from ..config import to_dict
-from ..errors import ConfigMismatch
+from ..errors import ConfigMismatch, ModelNotFound
 from ..nn import chunked, stateless
 from ..weights import load_weights, save_model
 from .decode import decode_notes
@@ -21,15 +21,17 @@ CHUNK_FRAMES = 2048  # ~24 s per chunk: bounded memory on any input
 BASIC_PITCH_NAME = "basic-pitch"  # the name that picks basic-pitch (studio.notes.Transcriber) where a model goes
 
 
-def active_level(x: np.ndarray, sample_rate: int, window_s: float = 0.05, range_db: float = 40.0) -> float:
-    """RMS over the 50 ms windows within ``range_db`` of the loudest: the level of the music, not of its pauses."""
+def active_level(x: np.ndarray, sample_rate: int, window_s: float = 0.05, range_db: float = 40.0,
+                 floor_db: float = -60.0) -> float:
+    """RMS over the 50 ms windows within ``range_db`` of the loudest and above ``floor_db`` dBFS: the level of the
+    music, not of its pauses; 0.0 where nothing is above the floor (near-silence is not boosted into notes)."""
     n = max(1, int(window_s * sample_rate))
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     if len(x) == 0:
         return 0.0
     ms = np.mean(np.pad(x, (0, (-len(x)) % n)).reshape(-1, n) ** 2, axis=1)
-    keep = ms >= ms.max() * 10 ** (-range_db / 10)
-    return float(np.sqrt(ms[keep].mean())) if ms.max() > 0 else 0.0
+    keep = ms > max(10 ** (floor_db / 10), ms.max() * 10 ** (-range_db / 10))
+    return float(np.sqrt(ms[keep].mean())) if keep.any() else 0.0
 
 
 def save_transcriber(model: TranscriberModel, folder: str | os.PathLike, card: str | None = None,
@@ -82,6 +84,9 @@ class LearnedTranscriber:
 
     def __call__(self, audio: np.ndarray, sample_rate: int | None = None) -> np.ndarray:
         sr = sample_rate or self.config.sample_rate
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim == 2:  # [channels, samples]: downmixed (prepare_audio refuses clips too short to resample)
+            audio = audio.mean(0)
         if sr != self.config.sample_rate:
             audio, _ = prepare_audio(audio, sr, self.config.sample_rate)
         note, onset = self.posteriors(audio)
@@ -104,4 +109,7 @@ def load_transcriber(name_or_dir: str | None = None, device="cpu"):
         from ..notes import Transcriber
 
         return Transcriber()
-    return LearnedTranscriber.from_pretrained(name, device)
+    try:
+        return LearnedTranscriber.from_pretrained(name, device)
+    except ModelNotFound as e:
+        raise ModelNotFound(f"{e} Or {BASIC_PITCH_NAME}.") from None

@@ -2,9 +2,9 @@
 
 Per step: windows of the parallel renders with the exact notes each render played (``SegmentDataset(notes=True,
 augment_notes=False)``); a share heard through a synthetic room, noise floor and band limit
-(``studio.rooms.room_audio``: the conditions of a real recording), a share mixed with another window of
-another piece (polyphony the scores do not have), each brought to a random level around ``LEVEL_DBFS``. Loss:
-binary cross-entropy of the note and onset logits against the roll (onsets also half-weighted one frame either
+(``studio.rooms.room_audio``: the conditions of a real recording), a share mixed with another window of the
+batch (almost always another piece and instrument: polyphony the scores do not have), each brought to a random
+level around ``LEVEL_DBFS``. Loss: binary cross-entropy of the note and onset logits against the roll (onsets also half-weighted one frame either
 side, so a prediction one frame off is not scored as a miss and a false alarm).
 """
 
@@ -29,7 +29,7 @@ class TranscriberTrainConfig:
     segment_length: int = 49152  # samples per window (192 frames, 2.2 s)
     lr: float = 1e-3  # AdamW learning rate
     room: float = 0.5  # share of windows heard through a synthetic room (RT60 0.5-2 s), noise floor and band limit
-    mix: float = 0.3  # share of windows mixed with another window (another piece and instrument)
+    mix: float = 0.3  # share of windows mixed with another window of the batch
     gain_db: float = 10.0  # each window's level within +-gain_db dB of LEVEL_DBFS (a passage of a normalised clip)
     onset_weight: float = 5.0  # weight of an onset frame against a non-onset frame (onsets are ~1% of frames)
     warmup_frames: int = 32  # frames at each window's start left out of the loss (a room's tail builds up there)
