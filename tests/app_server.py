@@ -36,6 +36,10 @@ def tiny_models(root: Path) -> Path:
     save_generator(VQVAE(VQVAEConfig(channels=32, latent=16, dilations=(1, 2), codebook_size=32)),
                    Prior(PriorConfig(vocab=32, context=32, width=32, layers=1, heads=2)),
                    root / DEFAULTS["generator"], card="# tiny generator\n")
+    from studio.transcription import TranscriberConfig, TranscriberModel, save_transcriber
+
+    save_transcriber(TranscriberModel(TranscriberConfig(channels=4, key_channels=8)), root / DEFAULTS["transcriber"],
+                     card="# tiny transcriber\n")
     return root
 
 

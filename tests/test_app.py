@@ -15,6 +15,7 @@ import soundfile as sf
 import torch
 
 from conftest import ARTIFACTS, ROOT
+from studio.tasks import TASKS
 
 FOLD = "Fold into its range"  # the Translate tab's register choice (studio.app.REGISTERS)
 
@@ -270,14 +271,14 @@ def test_browser_training_estimate_leaves_translation_free_and_cancels(server, c
         page.get_by_role("tab", name="Models").click()
         page.get_by_text("Training time on this machine").click()
         page.get_by_role("button", name="Estimate training time on this machine").click()
-        page.get_by_text(re.compile(r"Measuring vocoder \(1 of 4\)")).wait_for(timeout=60_000)
+        page.get_by_text(re.compile(rf"Measuring vocoder \(1 of {len(TASKS)}\)")).wait_for(timeout=60_000)
         # a translation goes through while the planner measures (its own queue, one slot)
         page.get_by_role("tab", name="Translate").click()
         page.locator("input[type=file]").first.set_input_files(str(clip))
         page.get_by_role("button", name="Translate", exact=True).click()
         page.get_by_text(re.compile(r"Translated [\d.]+ s to")).wait_for(timeout=120_000)
         page.get_by_role("tab", name="Models").click()
-        assert page.get_by_text(re.compile(r"Measuring \w+ \(\d of 4\)")).count() == 1  # still measuring
+        assert page.get_by_text(re.compile(rf"Measuring \w+ \(\d of {len(TASKS)}\)")).count() == 1  # still measuring
         page.get_by_role("button", name="Cancel").click()
         page.get_by_text("Cancelled.").wait_for(timeout=10_000)
         page.wait_for_timeout(3000)
